@@ -1,0 +1,1 @@
+"""Pure converters from the files the registry packages ship to ONNX models onnxruntime runs."""

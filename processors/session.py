@@ -1,0 +1,25 @@
+"""onnxruntime sessions: the CUDA provider when the machine has one, the CPU otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+
+
+def providers() -> list[str]:
+    available = ort.get_available_providers()
+    preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in preferred if p in available]
+
+
+def create_session(model_path: Path | str, *, threads: int | None = None) -> ort.InferenceSession:
+    """Open one model. `threads` bounds intra-op threads (env FACESTREAM_ORT_THREADS otherwise)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    wanted = threads or int(os.environ.get("FACESTREAM_ORT_THREADS", "0"))
+    if wanted:
+        options.intra_op_num_threads = wanted
+    options.log_severity_level = 3  # warnings about unused initializers are noise here
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers())
