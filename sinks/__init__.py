@@ -1,0 +1,1 @@
+"""Writers to ClickHouse (server or embedded chDB) and InfluxDB, with schema migrations."""

@@ -1,0 +1,116 @@
+"""Maps decoded Event and Face messages (see schemas/) to ClickHouse rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+Record = dict[str, Any]
+
+
+def descriptor_values(vector: bytes) -> list[float]:
+    return np.frombuffer(vector, dtype="<f4").tolist()
+
+
+def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
+    """One `events` row and the event faces' `descriptors` rows."""
+    context = event["context"]
+    faces = event["faces"]
+    best = [face["matches"][0] if face["matches"] else None for face in faces]
+    created: datetime = context["created_at"]
+    finished: datetime = event["finished_at"]
+    row = {
+        "event_id": context["event_id"],
+        "account_id": context["account_id"],
+        "source": context["source"],
+        "created_at": created,
+        "finished_at": finished,
+        "latency_ms": (finished - created).total_seconds() * 1000.0,
+        "status": event["status"],
+        "error_code": event["error_code"],
+        "error_message": event["error_message"],
+        "list_ids": context["list_ids"],
+        "image_width": event["image_width"],
+        "image_height": event["image_height"],
+        "descriptor_version": event["descriptor_version"],
+        "face_count": len(faces),
+        "face_sample_ids": [face["sample_id"] for face in faces],
+        "face_boxes": [
+            [g["x"], g["y"], g["width"], g["height"]] for g in (f["geometry"] for f in faces)
+        ],
+        "face_scores": [face["geometry"]["score"] for face in faces],
+        "liveness_probability": [face["liveness"]["probability"] for face in faces],
+        "liveness_quality": [face["liveness"]["quality"] for face in faces],
+        "best_match_face_id": [m["face_id"] if m else "" for m in best],
+        "best_match_similarity": [m["similarity"] if m else 0.0 for m in best],
+        "enrolled_face_ids": [f["enrolled_face_id"] for f in faces if f["enrolled_face_id"]],
+        "matches_json": json.dumps([face["matches"] for face in faces]),
+        "stage_names": list(context["timings"]),
+        "stage_ms": list(context["timings"].values()),
+        "inserted_at": now,
+    }
+    descriptors = [
+        {
+            "account_id": context["account_id"],
+            "owner_kind": "event",
+            "owner_id": context["event_id"],
+            "face_index": face["geometry"]["index"],
+            "sample_id": face["sample_id"],
+            "descriptor_version": event["descriptor_version"],
+            "descriptor": descriptor_values(face["descriptor"]),
+            "created_at": created,
+            "inserted_at": now,
+        }
+        for face in faces
+    ]
+    return row, descriptors
+
+
+def face_rows(face_id: str, face: Record | None, now: datetime) -> tuple[Record, list[Record]]:
+    """A `faces` row (deleted=1 for a tombstone) and its `descriptors` rows."""
+    if face is None:
+        tombstone = {
+            "face_id": face_id,
+            "account_id": "",
+            "list_ids": [],
+            "user_data": None,
+            "event_id": None,
+            "sample_id": None,
+            "created_at": now,
+            "deleted": 1,
+            "updated_at": now,
+        }
+        return tombstone, []
+    row = {
+        "face_id": face_id,
+        "account_id": face["account_id"],
+        "list_ids": face["list_ids"],
+        "user_data": face["user_data"],
+        "event_id": face["event_id"],
+        "sample_id": face["sample_id"],
+        "created_at": face["created_at"],
+        "deleted": 0,
+        "updated_at": now,
+    }
+    descriptors = [
+        {
+            "account_id": face["account_id"],
+            "owner_kind": "face",
+            "owner_id": face_id,
+            "face_index": 0,
+            "sample_id": face["sample_id"],
+            "descriptor_version": d["version"],
+            "descriptor": descriptor_values(d["vector"]),
+            "created_at": face["created_at"],
+            "inserted_at": now,
+        }
+        for d in face["descriptors"]
+    ]
+    return row, descriptors
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

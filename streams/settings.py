@@ -1,0 +1,118 @@
+"""One frozen, typed settings object: defaults, then environment (FACESTREAM_SECTION__KEY)."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("FACESTREAM_STATE", ".facestream")).resolve()
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(Section):
+    broker: str = Field("kafka://127.0.0.1:19092", description="Faust broker URL(s)")
+    topic_prefix: str = Field("facestream", description="prefix of every topic name")
+    partitions: int = Field(4, ge=1, le=256, description="partitions of each stage topic")
+    max_message_bytes: int = Field(
+        16 * MiB, ge=MiB, description="largest message; bigger images travel as a claim check"
+    )
+    session_timeout_s: float = Field(10.0, gt=0, le=300)
+
+
+class ImageSettings(Section):
+    max_bytes: int = Field(20 * MiB, ge=1024, description="largest accepted encoded image")
+    max_pixels: int = Field(40_000_000, ge=10_000, description="largest accepted width*height")
+    claim_check_dir: Path = Field(
+        default_factory=lambda: _state_dir() / "blobs",
+        description="where images over the message limit are stored for the pipeline",
+    )
+
+
+class DetectionSettings(Section):
+    score_threshold: float = Field(0.8, ge=0, le=1)
+    max_faces: int = Field(16, ge=1, le=1000, description="more faces than this is an error")
+    min_face_size: int = Field(20, ge=1, description="faces smaller (pixels) are skipped")
+
+
+class LivenessSettings(Section):
+    threshold: float = Field(0.5, ge=0, le=1, description="probability above which a face is live")
+    quality_threshold: float = Field(0.5, ge=0, le=1)
+
+
+class MatchSettings(Section):
+    threshold: float = Field(0.4, ge=-1, le=1, description="lowest cosine similarity reported")
+    limit: int = Field(3, ge=1, le=100, description="matches kept per face")
+
+
+class DescriptorSettings(Section):
+    default_face_descriptor_version: Literal[1, 2] = Field(
+        1, description="1 = SFace 2021dec, 2 = dlib ResNet v1"
+    )
+
+
+class StorageSettings(Section):
+    clickhouse_url: str | None = Field(
+        None, description="clickhouse://host:port/db; unset = embedded chDB under chdb_path"
+    )
+    chdb_path: Path = Field(default_factory=lambda: _state_dir() / "chdb")
+    database: str = Field("facestream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    batch_size: int = Field(500, ge=1, le=100_000)
+    flush_interval_s: float = Field(0.5, gt=0, le=60)
+
+
+class InfluxMonitoringSettings(Section):
+    send_data_for_monitoring: bool = False
+    use_ssl: bool = False
+    flushing_period: float = Field(1.0, gt=0, le=3600, description="seconds between flushes")
+    host: str = "127.0.0.1"
+    port: int = Field(18086, ge=1, le=65535)
+    database: str = Field("facestream", description="InfluxDB 1 database")
+    organization: str | None = Field(None, description="InfluxDB 2 only")
+    token: str | None = Field(None, description="InfluxDB 2 only")
+    bucket: str | None = Field(None, description="InfluxDB 2 only")
+    version: Literal[1, 2] | None = Field(None, description="unset = detected from the server")
+
+
+class WorkerSettings(Section):
+    batch_size: int = Field(16, ge=1, le=1024, description="messages a stage takes at once")
+    batch_wait_s: float = Field(0.02, ge=0, le=10, description="longest wait to fill a batch")
+    models_dir: Path = Field(
+        default_factory=lambda: Path(
+            os.environ.get("FACESTREAM_MODELS_DIR", Path.home() / ".cache/facestream/models")
+        )
+    )
+    web_port: int = Field(16066, ge=1, le=65535, description="Faust's own web port")
+    logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    image: ImageSettings = ImageSettings()
+    detection: DetectionSettings = DetectionSettings()
+    liveness: LivenessSettings = LivenessSettings()
+    match: MatchSettings = MatchSettings()
+    descriptor: DescriptorSettings = DescriptorSettings()
+    storage: StorageSettings = StorageSettings()
+    influx_monitoring: InfluxMonitoringSettings = InfluxMonitoringSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
