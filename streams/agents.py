@@ -1,0 +1,293 @@
+"""Faust agents: each takes a batch from its topic, runs its stage, sends what the stage emits.
+
+A message that cannot be decoded or processed becomes a dead-letter record with the reason
+(and, when its event is known, an event with an error status); the batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import EventT
+
+import schemas
+from processors.errors import ProcessingError
+from sinks.clickhouse import connect
+from sinks.migrate import upgrade
+from sinks.store import EventSink, FaceSink
+from sinks.types import Sink
+from streams import topics
+from streams.gallery import GalleryIndex
+from streams.models import ModelSet
+from streams.monitoring import create_monitor
+from streams.settings import Settings
+from streams.stages import (
+    DetectStage,
+    ExtractStage,
+    LivenessStage,
+    MatchStage,
+    Record,
+    Result,
+    Stage,
+    error_event,
+)
+
+log = logging.getLogger(__name__)
+
+STAGES = ("detect", "liveness", "extract", "match", "store")
+
+
+class Pipeline:
+    """Registers the agents of the chosen stages on a Faust app."""
+
+    def __init__(self, app: faust.App, settings: Settings, stages: Sequence[str]) -> None:
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
+        self.app = app
+        self.settings = settings
+        self.monitor = create_monitor(settings.influx_monitoring)
+        self.topics = {
+            spec.suffix: app.topic(
+                topics.topic_name(settings.kafka, spec),
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=settings.kafka.partitions,
+                compacting=spec.compacted,
+                config=topics.topic_config(settings.kafka, spec),
+            )
+            for spec in topics.ALL
+        }
+        self.gallery = GalleryIndex()
+        self.gallery_ready = asyncio.Event()
+        models = ModelSet(
+            settings.worker.models_dir, detection_threshold=settings.detection.score_threshold
+        )
+        batch = settings.worker.batch_size
+        if "detect" in stages:
+            self._stage_agent(DetectStage(models, settings), topics.IMAGES, batch)
+        if "liveness" in stages:
+            self._stage_agent(LivenessStage(models), topics.DETECTIONS, batch)
+        if "extract" in stages:
+            version = settings.descriptor.default_face_descriptor_version
+            self._stage_agent(ExtractStage(models, lambda: version), topics.LIVENESS, batch)
+        if "match" in stages:
+            app.task(self._follow_gallery)
+            self._stage_agent(MatchStage(self.gallery, settings), topics.DESCRIPTORS, batch)
+        if "store" in stages:
+            self._store_agents()
+        app.timer(settings.influx_monitoring.flushing_period)(self.monitor.flush)
+
+    # -- stage agents ---------------------------------------------------------------------
+
+    def _stage_agent(self, stage: Stage, source: topics.TopicSpec, batch: int) -> None:
+        codec = schemas.codec(source.schema)
+        within = self.settings.worker.batch_wait_s
+
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            if isinstance(stage, MatchStage):
+                await self.gallery_ready.wait()
+            async for events in stream.take_events(batch, within=within):
+                await self._process(stage, codec, events)
+
+        self.app.agent(self.topics[source.suffix], name=f"facestream.{stage.name}")(agent)
+
+    async def _process(self, stage: Stage, codec: schemas.Codec, events: Sequence[EventT]) -> None:
+        started = time.perf_counter()
+        decoded: list[tuple[EventT, Record]] = []
+        failed = 0
+        for event in events:
+            try:
+                decoded.append((event, codec.decode(event.value)))
+            except schemas.SchemaError as error:
+                await self._dead_letter(stage.name, event, error.code, str(error), None)
+                failed += 1
+        results = self._run_isolated(stage, [record for _, record in decoded])
+        for (event, record), result in zip(decoded, results, strict=True):
+            error = result.error
+            if error is None:
+                try:
+                    encoded = [
+                        (
+                            emit.output,
+                            emit.key,
+                            schemas.codec(topics.BY_SUFFIX[emit.output].schema).encode(emit.value),
+                        )
+                        for emit in result.emits
+                    ]
+                except schemas.SchemaError as bad_output:
+                    error = ProcessingError(str(bad_output), code=bad_output.code)
+                else:
+                    for output, key, value in encoded:
+                        await self._send(output, key, value)
+                    continue
+            failed += 1
+            await self._reject(stage.name, event, record, error)
+        self.monitor.record(stage.name, len(events) - failed, failed, time.perf_counter() - started)
+
+    @staticmethod
+    def _run_isolated(stage: Stage, records: list[Record]) -> list[Result]:
+        """Runs the batch; if it breaks, runs each message alone so one bad one fails alone."""
+        if not records:
+            return []
+        try:
+            return stage.run(records)
+        except Exception:
+            log.exception(
+                "stage %s failed on a batch of %d; retrying one by one", stage.name, len(records)
+            )
+        results = []
+        for record in records:
+            try:
+                results.extend(stage.run([record]))
+            except Exception as exc:
+                log.exception(
+                    "stage %s failed on event %s", stage.name, record["context"]["event_id"]
+                )
+                error = ProcessingError(f"{stage.name} failed: {exc!r}", code="internal_error")
+                results.append(Result(error=error))
+        return results
+
+    async def _send(self, output: str, key: str | None, value: bytes | None) -> None:
+        await self.topics[output].send(key=key.encode() if key else None, value=value)
+
+    async def _reject(
+        self, stage: str, event: EventT, record: Record, error: ProcessingError
+    ) -> None:
+        context = record["context"]
+        log.warning(
+            "event %s rejected at %s: %s (%s)",
+            context["event_id"],
+            stage,
+            error.message,
+            error.code,
+        )
+        value = schemas.codec("Event").encode(error_event(context, error))
+        await self._send("events", context["event_id"], value)
+        await self._dead_letter(stage, event, error.code, error.message, context)
+
+    async def _dead_letter(
+        self, stage: str, event: EventT, code: str, message: str, context: Record | None
+    ) -> None:
+        msg = event.message
+        letter = {
+            "stage": stage,
+            "topic": msg.topic,
+            "partition": msg.partition,
+            "offset": msg.offset,
+            "event_id": context["event_id"] if context else None,
+            "account_id": context["account_id"] if context else None,
+            "error_code": code,
+            "error_message": message,
+            "failed_at": datetime.now(UTC),
+            "payload": event.value,
+        }
+        if context is None:
+            log.warning(
+                "undecodable message at %s %s[%d]@%d: %s (%s)",
+                stage,
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                message,
+                code,
+            )
+        await self._send(
+            "dead_letters",
+            context["event_id"] if context else None,
+            schemas.codec("DeadLetter").encode(letter),
+        )
+
+    # -- gallery --------------------------------------------------------------------------
+
+    async def _follow_gallery(self) -> None:
+        """Reads the whole compacted faces topic, then follows it; every matcher has it all."""
+        name = topics.topic_name(self.settings.kafka, topics.FACES)
+        codec = schemas.codec("Face")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()
+            partitions = [
+                TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or []
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for records in batch.values():
+                    for message in records:
+                        face = None if message.value is None else codec.decode(message.value)
+                        self.gallery.apply(message.key.decode(), face)
+                if not self.gallery_ready.is_set() and all(
+                    await consumer.position(tp) >= end[tp] for tp in partitions
+                ):
+                    log.info("gallery loaded: %d faces", len(self.gallery))
+                    self.gallery_ready.set()
+        finally:
+            await consumer.stop()
+
+    # -- storage --------------------------------------------------------------------------
+
+    def _store_agents(self) -> None:
+        storage = self.settings.storage
+        client = connect(storage.clickhouse_url, storage.chdb_path)
+        applied = upgrade(client, storage.database)
+        log.info(
+            "ClickHouse at %s: %d migrations applied", getattr(client, "url", "?"), len(applied)
+        )
+        # One thread owns the client: chDB and the native driver are not for concurrent use.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        events_codec, faces_codec = schemas.codec("Event"), schemas.codec("Face")
+
+        async def store(stream: faust.StreamT[bytes], sink: Sink[Any], name: str) -> None:
+            async for events in stream.take_events(
+                storage.batch_size, within=storage.flush_interval_s
+            ):
+                started = time.perf_counter()
+                failed = 0
+                for event in events:
+                    try:
+                        sink.add(self._storable(name, event, events_codec, faces_codec))
+                    except schemas.SchemaError as error:
+                        failed += 1
+                        await self._dead_letter(name, event, error.code, str(error), None)
+                written = await asyncio.get_running_loop().run_in_executor(executor, sink.flush)
+                self.monitor.record(name, written, failed, time.perf_counter() - started)
+
+        event_sink = EventSink(client, storage.database)
+        face_sink = FaceSink(client, storage.database)
+
+        async def store_events(stream: faust.StreamT[bytes]) -> None:
+            await store(stream, event_sink, "store_events")
+
+        async def store_faces(stream: faust.StreamT[bytes]) -> None:
+            await store(stream, face_sink, "store_faces")
+
+        self.app.agent(self.topics["events"], name="facestream.store_events")(store_events)
+        self.app.agent(self.topics["faces"], name="facestream.store_faces")(store_faces)
+
+    @staticmethod
+    def _storable(
+        name: str, event: EventT, events_codec: schemas.Codec, faces_codec: schemas.Codec
+    ) -> Any:
+        if name == "store_events":
+            return events_codec.decode(event.value)
+        face_id = event.key.decode()
+        return face_id, None if event.value is None else faces_codec.decode(event.value)

@@ -1,0 +1,36 @@
+"""The Faust app, sized for image payloads."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.settings import Settings
+
+# Stage agents hold a batch in memory at a time; a deep buffer only multiplies image bytes.
+STREAM_BUFFER = 64
+
+
+def create_app(settings: Settings, app_id: str = "facestream") -> faust.App:
+    kafka = settings.kafka
+    session = kafka.session_timeout_s
+    return faust.App(
+        app_id,
+        broker=kafka.broker,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        web_port=settings.worker.web_port,
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=kafka.max_message_bytes,
+        consumer_max_fetch_size=kafka.max_message_bytes,
+        stream_buffer_maxsize=STREAM_BUFFER,
+        broker_session_timeout=session,
+        broker_heartbeat_interval=min(3.0, session / 3),
+        broker_request_timeout=max(40.0, session + 5),
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        producer_linger=0.005,
+        loghandlers=[],
+    )

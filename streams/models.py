@@ -1,0 +1,56 @@
+"""Opens the processors a worker needs, from the verified model folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from processors import registry
+from processors.detector import YuNetDetector
+from processors.extract_dlib import DlibResNetExtractor
+from processors.extract_sface import SFaceExtractor
+from processors.liveness import MiniFASNetLiveness
+from processors.types import DescriptorExtractor, FaceDetector, LivenessEstimator
+
+_EXTRACTORS: dict[str, type[SFaceExtractor] | type[DlibResNetExtractor]] = {
+    "sface": SFaceExtractor,
+    "dlib_resnet": DlibResNetExtractor,
+}
+
+
+@dataclass
+class ModelSet:
+    """Models open lazily: a worker running only the match stage loads none."""
+
+    models_dir: Path
+    detection_threshold: float = 0.8
+    _detector: FaceDetector | None = None
+    _liveness: LivenessEstimator | None = None
+    _extractors: dict[int, DescriptorExtractor] = field(default_factory=dict)
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = YuNetDetector(
+                registry.model_path("yunet", self.models_dir),
+                score_threshold=self.detection_threshold,
+            )
+        return self._detector
+
+    @property
+    def liveness(self) -> LivenessEstimator:
+        if self._liveness is None:
+            self._liveness = MiniFASNetLiveness(
+                registry.model_path("minifasnet_v2", self.models_dir),
+                registry.model_path("minifasnet_v1se", self.models_dir),
+            )
+        return self._liveness
+
+    def extractor(self, version: int) -> DescriptorExtractor:
+        if version not in self._extractors:
+            name = registry.DESCRIPTOR_VERSIONS.get(version)
+            if name is None:
+                raise ValueError(f"unknown descriptor version {version}")
+            path = registry.model_path(name, self.models_dir)
+            self._extractors[version] = _EXTRACTORS[name](path)
+        return self._extractors[version]

@@ -1,0 +1,347 @@
+"""The four pipeline stages as plain batch functions: records in, records out, no Kafka.
+
+Agents (streams.agents) feed them from topics; tests feed them from lists. A stage returns one
+`Result` per input, in order: what to emit, or the error that rejected that one message.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlparse
+
+import cv2
+import numpy as np
+
+from processors import align
+from processors.errors import ImageError, ProcessingError
+from processors.image import decode_image, encode_jpeg
+from processors.types import Detection, LivenessResult
+from streams.gallery import GalleryIndex
+from streams.models import ModelSet
+from streams.settings import Settings
+
+Record = dict[str, Any]
+Output = Literal["detections", "samples", "liveness", "descriptors", "matches", "events", "faces"]
+
+
+@dataclass
+class Emit:
+    output: Output
+    key: str | None
+    value: Record
+
+
+@dataclass
+class Result:
+    emits: list[Emit] = field(default_factory=list)
+    error: ProcessingError | None = None
+
+
+class Stage(Protocol):
+    name: str
+
+    def run(self, records: Sequence[Record]) -> list[Result]: ...
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timed(context: Record, stage: str, started: float, share: int = 1) -> Record:
+    timings = dict(context["timings"])
+    timings[stage] = (time.perf_counter() - started) * 1000.0 / max(share, 1)
+    return {**context, "timings": timings}
+
+
+def _geometry(index: int, d: Detection) -> Record:
+    return {
+        "index": index,
+        "x": d.x,
+        "y": d.y,
+        "width": d.width,
+        "height": d.height,
+        "score": d.score,
+        "landmarks": d.landmarks.reshape(-1).tolist(),
+    }
+
+
+def read_image_bytes(image: Record, max_bytes: int) -> bytes:
+    """Inline bytes, or the claim-checked file the producer stored beside the message."""
+    if image["data"] is not None:
+        data: bytes = image["data"]
+        return data
+    ref = image["data_ref"]
+    if ref is None:
+        raise ImageError("the message has neither image bytes nor a reference", code="empty_image")
+    path = Path(urlparse(ref).path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageError(f"stored image {ref} is unreadable: {exc}", code="missing_image") from exc
+    if size > max_bytes:
+        raise ImageError(
+            f"image is {size} bytes, over the {max_bytes}-byte limit", code="image_too_large"
+        )
+    return path.read_bytes()
+
+
+class DetectStage:
+    """Decodes, detects, applies the face-count and size rules, cuts samples and liveness input."""
+
+    name = "detect"
+
+    def __init__(self, models: ModelSet, settings: Settings) -> None:
+        self.models = models
+        self.settings = settings
+
+    def run(self, records: Sequence[Record]) -> list[Result]:
+        return [self._one(record) for record in records]
+
+    def _one(self, record: Record) -> Result:
+        started = time.perf_counter()
+        limits = self.settings.image
+        try:
+            data = read_image_bytes(record, limits.max_bytes)
+            image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+            faces = self._faces(self.models.detector.detect(image), record)
+        except ProcessingError as error:
+            return Result(error=error)
+        context = record["context"]
+        detected, samples = [], []
+        for index, detection in faces:
+            sample_id = str(uuid.uuid4())
+            sample = encode_jpeg(align.warp(image, detection.landmarks))
+            crops = self.models.liveness.crops(image, detection)
+            detected.append(
+                {
+                    "geometry": _geometry(index, detection),
+                    "sample_id": sample_id,
+                    "sample": sample,
+                    "liveness_input": np.ascontiguousarray(crops, dtype=np.uint8).tobytes(),
+                }
+            )
+            samples.append(
+                Emit(
+                    "samples",
+                    sample_id,
+                    {
+                        "sample_id": sample_id,
+                        "account_id": context["account_id"],
+                        "event_id": context["event_id"],
+                        "face_index": index,
+                        "created_at": now_utc(),
+                        "image": sample,
+                    },
+                )
+            )
+        height, width = image.shape[:2]
+        out = {
+            "context": _timed(context, self.name, started),
+            "image_width": width,
+            "image_height": height,
+            "faces": detected,
+        }
+        return Result([Emit("detections", context["event_id"], out), *samples])
+
+    def _faces(self, found: list[Detection], record: Record) -> list[tuple[int, Detection]]:
+        rules = self.settings.detection
+        if not found:
+            raise ProcessingError("no face found in the image", code="no_face")
+        big = [(i, d) for i, d in enumerate(found) if min(d.width, d.height) >= rules.min_face_size]
+        if not big:
+            largest = max(min(d.width, d.height) for d in found)
+            raise ProcessingError(
+                f"the largest face is {largest:.0f} px, under the {rules.min_face_size} px minimum",
+                code="face_too_small",
+            )
+        if len(big) > rules.max_faces:
+            raise ProcessingError(
+                f"{len(big)} faces found, more than the {rules.max_faces} allowed",
+                code="too_many_faces",
+            )
+        if record["context"]["enroll"] is not None:
+            # An enrollment makes one known face: the largest one in the photo.
+            return [max(big, key=lambda item: item[1].width * item[1].height)]
+        return big
+
+
+class LivenessStage:
+    """Runs the liveness models over every face of the batch in one call."""
+
+    name = "liveness"
+
+    def __init__(self, models: ModelSet) -> None:
+        self.models = models
+
+    def run(self, records: Sequence[Record]) -> list[Result]:
+        started = time.perf_counter()
+        crops = [
+            np.frombuffer(face["liveness_input"], dtype=np.uint8).reshape(2, 80, 80, 3)
+            for record in records
+            for face in record["faces"]
+        ]
+        estimates = iter(self.models.liveness.estimate(crops) if crops else [])
+        results = []
+        for record in records:
+            faces = [
+                {
+                    "geometry": face["geometry"],
+                    "sample_id": face["sample_id"],
+                    "sample": face["sample"],
+                    "liveness": _liveness(next(estimates)),
+                }
+                for face in record["faces"]
+            ]
+            results.append((record, faces))
+        return [
+            Result(
+                [
+                    Emit(
+                        "liveness",
+                        record["context"]["event_id"],
+                        {
+                            "context": _timed(record["context"], self.name, started, len(records)),
+                            "image_width": record["image_width"],
+                            "image_height": record["image_height"],
+                            "faces": faces,
+                        },
+                    )
+                ]
+            )
+            for record, faces in results
+        ]
+
+
+def _liveness(result: LivenessResult) -> Record:
+    return {"probability": result.probability, "quality": result.quality}
+
+
+def decode_sample(data: bytes) -> np.ndarray:
+    sample = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if sample is None or sample.shape[:2] != (align.SAMPLE_SIZE, align.SAMPLE_SIZE):
+        raise ImageError("face sample is not a decodable 250x250 image", code="bad_sample")
+    return sample
+
+
+class ExtractStage:
+    """Extracts descriptors of the configured version for every face of the batch at once."""
+
+    name = "extract"
+
+    def __init__(self, models: ModelSet, version: Callable[[], int]) -> None:
+        self.models = models
+        self.version = version
+
+    def run(self, records: Sequence[Record]) -> list[Result]:
+        started = time.perf_counter()
+        version = self.version()
+        samples = [decode_sample(f["sample"]) for record in records for f in record["faces"]]
+        extractor = self.models.extractor(version)
+        vectors = iter(extractor.extract(samples) if samples else [])
+        results = []
+        for record in records:
+            faces = [
+                {
+                    "geometry": face["geometry"],
+                    "sample_id": face["sample_id"],
+                    "liveness": face["liveness"],
+                    "descriptor": np.asarray(next(vectors), dtype="<f4").tobytes(),
+                }
+                for face in record["faces"]
+            ]
+            out = {
+                "context": _timed(record["context"], self.name, started, len(records)),
+                "image_width": record["image_width"],
+                "image_height": record["image_height"],
+                "descriptor_version": version,
+                "faces": faces,
+            }
+            results.append(Result([Emit("descriptors", record["context"]["event_id"], out)]))
+        return results
+
+
+class MatchStage:
+    """Matches each face against the event's lists, or enrolls it; emits the final event."""
+
+    name = "match"
+
+    def __init__(self, gallery: GalleryIndex, settings: Settings) -> None:
+        self.gallery = gallery
+        self.settings = settings
+
+    def run(self, records: Sequence[Record]) -> list[Result]:
+        return [self._one(record) for record in records]
+
+    def _one(self, record: Record) -> Result:
+        started = time.perf_counter()
+        context = record["context"]
+        version = record["descriptor_version"]
+        emits = []
+        faces = []
+        for face in record["faces"]:
+            enrolled = None
+            matches: list[Record] = []
+            if context["enroll"] is not None:
+                face_record = self._enroll(context, face, version)
+                enrolled = face_record["face_id"]
+                self.gallery.apply(enrolled, face_record)
+                emits.append(Emit("faces", enrolled, face_record))
+            elif context["list_ids"]:
+                matches = self.gallery.search(
+                    context["account_id"],
+                    version,
+                    np.frombuffer(face["descriptor"], dtype="<f4"),
+                    list_ids=context["list_ids"],
+                    limit=self.settings.match.limit,
+                    threshold=self.settings.match.threshold,
+                )
+            faces.append({**face, "matches": matches, "enrolled_face_id": enrolled})
+        timed = _timed(context, self.name, started)
+        matched = {**record, "context": timed, "faces": faces}
+        event = {
+            "context": timed,
+            "finished_at": now_utc(),
+            "status": "ok",
+            "error_code": None,
+            "error_message": None,
+            "image_width": record["image_width"],
+            "image_height": record["image_height"],
+            "descriptor_version": version,
+            "faces": faces,
+        }
+        key = context["event_id"]
+        return Result([*emits, Emit("matches", key, matched), Emit("events", key, event)])
+
+    @staticmethod
+    def _enroll(context: Record, face: Record, version: int) -> Record:
+        enrollment = context["enroll"]
+        return {
+            "face_id": enrollment["face_id"] or str(uuid.uuid4()),
+            "account_id": context["account_id"],
+            "list_ids": [enrollment["list_id"]],
+            "user_data": enrollment["user_data"],
+            "event_id": context["event_id"],
+            "sample_id": face["sample_id"],
+            "created_at": now_utc(),
+            "descriptors": [{"version": version, "vector": face["descriptor"]}],
+        }
+
+
+def error_event(context: Record, error: ProcessingError) -> Record:
+    return {
+        "context": context,
+        "finished_at": now_utc(),
+        "status": "error",
+        "error_code": error.code,
+        "error_message": error.message,
+        "image_width": None,
+        "image_height": None,
+        "descriptor_version": None,
+        "faces": [],
+    }

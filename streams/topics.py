@@ -1,0 +1,77 @@
+"""Topic names and their Kafka settings: one topic per stage so stages scale independently."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str  # the topic is "<prefix>.<suffix>"
+    schema: str  # message type in schemas/
+    compacted: bool = False
+
+
+IMAGES = TopicSpec("images", "Image")
+DETECTIONS = TopicSpec("detections", "Detections")
+LIVENESS = TopicSpec("liveness", "LivenessResults")
+DESCRIPTORS = TopicSpec("descriptors", "Descriptors")
+MATCHES = TopicSpec("matches", "MatchResults")
+EVENTS = TopicSpec("events", "Event")
+FACES = TopicSpec("faces", "Face", compacted=True)
+SAMPLES = TopicSpec("samples", "Sample", compacted=True)
+DEAD_LETTERS = TopicSpec("dead_letters", "DeadLetter")
+
+ALL = (IMAGES, DETECTIONS, LIVENESS, DESCRIPTORS, MATCHES, EVENTS, FACES, SAMPLES, DEAD_LETTERS)
+BY_SUFFIX = {spec.suffix: spec for spec in ALL}
+
+
+def topic_name(settings: KafkaSettings, spec: TopicSpec) -> str:
+    return f"{settings.topic_prefix}.{spec.suffix}"
+
+
+def bootstrap_servers(settings: KafkaSettings) -> str:
+    """Faust's kafka://host:port[;host:port] URL as aiokafka's bootstrap list."""
+    hosts = settings.broker.replace("kafka://", "").replace(";", ",")
+    return ",".join(h.strip().removeprefix("kafka://") for h in hosts.split(","))
+
+
+def topic_config(settings: KafkaSettings, spec: TopicSpec) -> dict[str, str]:
+    config = {"max.message.bytes": str(settings.max_message_bytes)}
+    if spec.compacted:
+        config |= {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+    return config
+
+
+async def ensure_topics(settings: KafkaSettings) -> list[str]:
+    """Creates the missing topics with their partitions and compaction; returns those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                topic_name(settings, spec),
+                num_partitions=settings.partitions,
+                replication_factor=1,
+                topic_configs=topic_config(settings, spec),
+            )
+            for spec in ALL
+            if topic_name(settings, spec) not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+                await admin.create_topics(wanted)
+            log.info("created topics: %s", ", ".join(t.name for t in wanted))
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
