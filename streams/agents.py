@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import EventT
 
 import schemas
@@ -28,6 +27,7 @@ from streams import topics
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
 from streams.monitoring import create_monitor
+from streams.reader import TopicReader
 from streams.settings import Settings
 from streams.stages import (
     DetectStage,
@@ -212,36 +212,14 @@ class Pipeline:
 
     async def _follow_gallery(self) -> None:
         """Reads the whole compacted faces topic, then follows it; every matcher has it all."""
-        name = topics.topic_name(self.settings.kafka, topics.FACES)
-        codec = schemas.codec("Face")
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
-            group_id=None,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
-        )
-        await consumer.start()
-        try:
-            await consumer.topics()
-            partitions = [
-                TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or []
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
+        async with TopicReader(self.settings, topics.FACES, from_beginning=True) as faces:
             while True:
-                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
-                for records in batch.values():
-                    for message in records:
-                        face = None if message.value is None else codec.decode(message.value)
-                        self.gallery.apply(message.key.decode(), face)
-                if not self.gallery_ready.is_set() and all(
-                    await consumer.position(tp) >= end[tp] for tp in partitions
-                ):
+                for face_id, face in await faces.read(timeout=0.2):
+                    if face_id is not None:
+                        self.gallery.apply(face_id, face)
+                if not self.gallery_ready.is_set() and await faces.caught_up():
                     log.info("gallery loaded: %d faces", len(self.gallery))
                     self.gallery_ready.set()
-        finally:
-            await consumer.stop()
 
     # -- storage --------------------------------------------------------------------------
 

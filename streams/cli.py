@@ -78,9 +78,7 @@ def _worker(args: argparse.Namespace) -> int:
     worker = faust.Worker(
         app,
         loglevel=settings.worker.logging_level.lower(),
-        web_port=settings.worker.web_port,
         redirect_stdouts=False,
-        override_logging=True,
     )
     worker.execute_from_commandline()
     return 0

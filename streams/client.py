@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 import schemas
 from streams import topics
@@ -88,65 +86,6 @@ class ImageProducer:
 
     async def flush(self) -> None:
         await self._producer.flush()
-
-
-class TopicReader:
-    """Reads a topic's new messages (those after `start`), decoded, across all partitions."""
-
-    def __init__(self, settings: Settings, spec: topics.TopicSpec, from_beginning: bool = False):
-        self.name = topics.topic_name(settings.kafka, spec)
-        self._codec = schemas.codec(spec.schema)
-        self._from_beginning = from_beginning
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=topics.bootstrap_servers(settings.kafka),
-            group_id=None,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=settings.kafka.max_message_bytes,
-        )
-
-    async def __aenter__(self) -> Self:
-        await self._consumer.start()
-        await self._consumer.topics()
-        numbers = self._consumer.partitions_for_topic(self.name) or set()
-        partitions = [TopicPartition(self.name, p) for p in numbers]
-        self._consumer.assign(partitions)
-        if self._from_beginning:
-            await self._consumer.seek_to_beginning(*partitions)
-        else:
-            await self._consumer.seek_to_end(*partitions)
-        for tp in partitions:  # fix the positions now, before anything is sent
-            await self._consumer.position(tp)
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._consumer.stop()
-
-    async def read(self, timeout: float = 0.5) -> list[tuple[str | None, Record | None]]:
-        batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000))
-        return [
-            (
-                None if m.key is None else m.key.decode(),
-                None if m.value is None else self._codec.decode(m.value),
-            )
-            for records in batch.values()
-            for m in records
-        ]
-
-    async def collect(self, event_ids: set[str], timeout: float) -> dict[str, Record]:
-        """Events of the given ids (the first of each), until all came or the time is up."""
-        found: dict[str, Record] = {}
-        deadline = time.monotonic() + timeout
-        while len(found) < len(event_ids) and time.monotonic() < deadline:
-            for _, record in await self.read():
-                if record is None:
-                    continue
-                event_id = record["context"]["event_id"]
-                if event_id in event_ids and event_id not in found:
-                    found[event_id] = record
-            await asyncio.sleep(0)
-        return found
 
 
 def read_folder(folder: Path, extensions: frozenset[str]) -> list[Path]:

@@ -10,7 +10,8 @@ from typing import Any
 from tqdm import tqdm
 
 from streams import topics
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, TopicReader, read_folder
+from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.reader import TopicReader
 from streams.settings import Settings
 
 Record = dict[str, Any]

@@ -8,6 +8,7 @@ manifest.json records each output's sha256 and source; processors.registry check
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import logging
@@ -18,7 +19,8 @@ import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -215,6 +217,20 @@ def pull(
         raise PullError("the model converters need onnx: pip install 'facestream[models]'")
     names = [n for n in RECIPES if only is None or n in only]
     models_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(models_dir):
+        _pull(models_dir, names, force=force, progress=progress)
+    return {name: model_path(name, models_dir) for name in names}
+
+
+@contextmanager
+def _exclusive(models_dir: Path) -> Iterator[None]:
+    """One pull at a time per folder: test sessions and workers may start one together."""
+    with (models_dir / ".pull.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _pull(models_dir: Path, names: list[str], *, force: bool, progress: bool) -> None:
     try:
         manifest = read_manifest(models_dir)
     except (FileNotFoundError, ValueError):
@@ -251,4 +267,3 @@ def pull(
                 name, path, len(data) / 1e6, time.monotonic() - started,
             )  # fmt: skip
             bar.update()
-    return {name: model_path(name, models_dir) for name in names}

@@ -52,8 +52,22 @@ class LivenessSettings(Section):
 
 
 class MatchSettings(Section):
-    threshold: float = Field(0.4, ge=-1, le=1, description="lowest cosine similarity reported")
+    threshold_v1: float = Field(
+        0.363, ge=-1, le=1, description="lowest cosine reported for SFace (its published 0.363)"
+    )
+    threshold_v2: float = Field(
+        0.91,
+        ge=-1,
+        le=1,
+        description="lowest cosine reported for dlib ResNet: its distance 0.6 on the "
+        "L2-normalised descriptors",
+    )
     limit: int = Field(3, ge=1, le=100, description="matches kept per face")
+
+    def threshold(self, version: int) -> float:
+        """Each descriptor version has its own similarity scale."""
+        value: float = getattr(self, f"threshold_v{version}")
+        return value
 
 
 class DescriptorSettings(Section):

@@ -299,7 +299,7 @@ class MatchStage:
                     np.frombuffer(face["descriptor"], dtype="<f4"),
                     list_ids=context["list_ids"],
                     limit=self.settings.match.limit,
-                    threshold=self.settings.match.threshold,
+                    threshold=self.settings.match.threshold(version),
                 )
             faces.append({**face, "matches": matches, "enrolled_face_id": enrolled})
         timed = _timed(context, self.name, started)

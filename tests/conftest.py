@@ -1,0 +1,29 @@
+"""Shared fixtures: the real models and the real test images, fetched once per test session."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from processors.registry import default_models_dir
+from streams.models_pull import pull
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """Every model, pulled and verified into $FACESTREAM_MODELS_DIR (or the user cache)."""
+    folder = default_models_dir()
+    pull(folder, progress=False)  # a fresh machine fetches here; a failure fails the tests
+    return folder
+
+
+@pytest.fixture(scope="session")
+def testdata_dir() -> Path:
+    """dlib's johns/ and faces/ and astronaut.png, from infra/testdata.sh (it prints the folder)."""
+    script = REPO / "infra" / "testdata.sh"
+    done = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(done.stdout.splitlines()[-1])
