@@ -84,6 +84,7 @@ class YuNetDetector:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[ImageBGR]) -> list[list[Detection]]:
+        """detect() for each image: in one run if the graph's batch size is free, else a loop."""
         if not images:
             return []
         boxed = [self.letterbox(image) for image in images]

@@ -48,9 +48,10 @@ class SchemaError(ValueError):
 
 def current_schema(name: str) -> dict[str, Any]:
     """The schema in `avro/`, with every named type it uses written out in full."""
-    schema: dict[str, Any] = expand_schema(
-        load_schema(SCHEMA_DIR / f"{NAMESPACE}.{name}.avsc", _write_hint=False)
+    schema = expand_schema(
+        load_schema(str(SCHEMA_DIR / f"{NAMESPACE}.{name}.avsc"), _write_hint=False)
     )
+    assert isinstance(schema, dict)
     return schema
 
 
@@ -96,11 +97,13 @@ class Codec:
                 f"(known: {sorted(self._writers)})",
             )
         try:
-            record: Record = schemaless_reader(io.BytesIO(data[2:]), writer, self.schema)
+            record = schemaless_reader(io.BytesIO(data[2:]), writer, self.schema)
         except Exception as exc:  # fastavro raises many types on truncated or foreign bytes
             raise SchemaError(
                 "schema_mismatch", f"cannot decode {self.name} v{data[1]}: {exc!r}"
             ) from exc
+        if not isinstance(record, dict):
+            raise SchemaError("schema_mismatch", f"{self.name} did not decode to a record")
         return record
 
     def _explain(self, record: Record, exc: Exception) -> str:

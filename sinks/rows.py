@@ -72,7 +72,7 @@ def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
 def face_rows(face_id: str, face: Record | None, now: datetime) -> tuple[Record, list[Record]]:
     """A `faces` row (deleted=1 for a tombstone) and its `descriptors` rows."""
     if face is None:
-        tombstone = {
+        tombstone: Record = {
             "face_id": face_id,
             "account_id": "",
             "list_ids": [],

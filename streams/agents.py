@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
@@ -43,6 +43,14 @@ from streams.stages import (
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "liveness", "extract", "match", "store")
+
+
+def _batches(
+    stream: faust.StreamT[bytes], size: int, within: float
+) -> AsyncIterator[Sequence[EventT]]:
+    """Batches of events with their offsets. The StreamT interface lacks take_events; every
+    stream an agent is given is a faust.Stream, which has it."""
+    return cast(faust.Stream[bytes], stream).take_events(size, within=within)
 
 
 class Pipeline:
@@ -97,7 +105,7 @@ class Pipeline:
         async def agent(stream: faust.StreamT[bytes]) -> None:
             if isinstance(stage, MatchStage):
                 await self.gallery_ready.wait()
-            async for events in stream.take_events(batch, within=within):
+            async for events in _batches(stream, batch, within):
                 await self._process(stage, codec, events)
 
         self.app.agent(self.topics[source.suffix], name=f"facestream.{stage.name}")(agent)
@@ -114,26 +122,25 @@ class Pipeline:
                 failed += 1
         results = self._run_isolated(stage, [record for _, record in decoded])
         for (event, record), result in zip(decoded, results, strict=True):
-            error = result.error
-            if error is None:
-                try:
-                    encoded = [
-                        (
-                            emit.output,
-                            emit.key,
-                            schemas.codec(topics.BY_SUFFIX[emit.output].schema).encode(emit.value),
-                        )
-                        for emit in result.emits
-                    ]
-                except schemas.SchemaError as bad_output:
-                    error = ProcessingError(str(bad_output), code=bad_output.code)
-                else:
-                    for output, key, value in encoded:
-                        await self._send(output, key, value)
-                    continue
-            failed += 1
-            await self._reject(stage.name, event, record, error)
+            outcome = result.error or self._encode(result)
+            if isinstance(outcome, ProcessingError):
+                failed += 1
+                await self._reject(stage.name, event, record, outcome)
+                continue
+            for output, key, value in outcome:
+                await self._send(output, key, value)
         self.monitor.record(stage.name, len(events) - failed, failed, time.perf_counter() - started)
+
+    @staticmethod
+    def _encode(result: Result) -> list[tuple[str, str | None, bytes]] | ProcessingError:
+        """All of a message's outputs, or the contract one of them breaks (then none is sent)."""
+        try:
+            return [
+                (e.output, e.key, schemas.codec(topics.BY_SUFFIX[e.output].schema).encode(e.value))
+                for e in result.emits
+            ]
+        except schemas.SchemaError as bad_output:
+            return ProcessingError(str(bad_output), code=bad_output.code)
 
     @staticmethod
     def _run_isolated(stage: Stage, records: list[Record]) -> list[Result]:
@@ -235,9 +242,7 @@ class Pipeline:
         events_codec, faces_codec = schemas.codec("Event"), schemas.codec("Face")
 
         async def store(stream: faust.StreamT[bytes], sink: Sink[Any], name: str) -> None:
-            async for events in stream.take_events(
-                storage.batch_size, within=storage.flush_interval_s
-            ):
+            async for events in _batches(stream, storage.batch_size, storage.flush_interval_s):
                 started = time.perf_counter()
                 failed = 0
                 for event in events:
@@ -267,5 +272,5 @@ class Pipeline:
     ) -> Any:
         if name == "store_events":
             return events_codec.decode(event.value)
-        face_id = event.key.decode()
+        face_id = bytes(event.key or b"").decode()
         return face_id, None if event.value is None else faces_codec.decode(event.value)

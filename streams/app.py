@@ -10,11 +10,12 @@ from streams.settings import Settings
 STREAM_BUFFER = 64
 
 
-def create_app(settings: Settings, app_id: str = "facestream") -> faust.App:
+def create_app(settings: Settings) -> faust.App:
+    """One consumer group per deployment: the group is named after the topic prefix."""
     kafka = settings.kafka
     session = kafka.session_timeout_s
     return faust.App(
-        app_id,
+        kafka.topic_prefix,
         broker=kafka.broker,
         store="memory://",
         autodiscover=False,

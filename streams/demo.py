@@ -13,6 +13,7 @@ from streams import topics
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.reader import TopicReader
 from streams.settings import Settings
+from streams.topics import ensure_topics
 
 Record = dict[str, Any]
 DEMO_ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
@@ -30,6 +31,7 @@ async def _send_and_wait(
     settings: Settings, jobs: list[tuple[Path, dict[str, Any]]], timeout: float, label: str
 ) -> dict[str, tuple[Path, Record | None]]:
     """Sends each (file, options) job; returns event id -> (file, event or None on timeout)."""
+    await ensure_topics(settings.kafka)
     async with TopicReader(settings, topics.EVENTS) as events, ImageProducer(settings) as producer:
         sent: dict[str, Path] = {}
         for path, options in tqdm(jobs, desc=f"{label}: sending", unit="img"):

@@ -243,7 +243,7 @@ class ExtractStage:
         version = self.version()
         samples = [decode_sample(f["sample"]) for record in records for f in record["faces"]]
         extractor = self.models.extractor(version)
-        vectors = iter(extractor.extract(samples) if samples else [])
+        vectors = iter(extractor.extract(samples) if samples else np.empty((0, 0), np.float32))
         results = []
         for record in records:
             faces = [

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS {db}.faces (
     deleted UInt8,
     updated_at DateTime('UTC')
 ) ENGINE = ReplacingMergeTree(updated_at)
-ORDER BY (account_id, face_id);
+ORDER BY face_id;  -- not by account: a tombstone carries only the face id
 
 CREATE TABLE IF NOT EXISTS {db}.descriptors (
     account_id String,

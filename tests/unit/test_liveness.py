@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from processors.convert.minifasnet import BN_EPS, STAGES, Variant, build_onnx, read_state_dict
+from processors.convert.minifasnet import BN_EPS, Variant, build_onnx, read_state_dict
 from processors.detector import YuNetDetector
 from processors.errors import ProcessingError
 from processors.liveness import CROP_SIZE, SCALES, MiniFASNetLiveness, crop
@@ -122,8 +122,11 @@ def reference_forward(state_dict: dict[str, npt.NDArray[np.generic]], x: Array) 
     sd = {k: v.astype(np.float64) for k, v in state_dict.items()}
     x = _block(x, sd, "conv1", 2, 1, True)
     x = _block(x, sd, "conv2_dw", 1, 1, True)
-    for down, stage, blocks in STAGES:
+    for down, stage in (("conv_23", "conv_3"), ("conv_34", "conv_4"), ("conv_45", "conv_5")):
         x = _depth_wise(x, sd, down, 2, residual=False)
+        blocks = sum(
+            1 for k in sd if k.startswith(f"{stage}.model.") and k.endswith(".conv.conv.weight")
+        )
         for i in range(blocks):
             x = _depth_wise(x, sd, f"{stage}.model.{i}", 1, residual=True)
     x = _block(x, sd, "conv_6_sep", 1, 0, True)

@@ -1,0 +1,68 @@
+"""Event and Face records as the topics carry them, for the sink tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+
+def descriptor(seed: int) -> bytes:
+    vector = np.random.default_rng(seed).standard_normal(128).astype("<f4")
+    return (vector / np.linalg.norm(vector)).tobytes()
+
+
+def event(account: str, *, faces: int = 1, event_id: str | None = None) -> dict[str, Any]:
+    created = datetime.now(UTC).replace(microsecond=0)
+    return {
+        "context": {
+            "event_id": event_id or str(uuid.uuid4()),
+            "account_id": account,
+            "created_at": created,
+            "source": "cam-1",
+            "list_ids": ["l1"],
+            "enroll": None,
+            "timings": {"detect": 5.0, "match": 0.1},
+        },
+        "finished_at": created + timedelta(milliseconds=250),
+        "status": "ok",
+        "error_code": None,
+        "error_message": None,
+        "image_width": 640,
+        "image_height": 480,
+        "descriptor_version": 1,
+        "faces": [
+            {
+                "geometry": {
+                    "index": i,
+                    "x": 1.0,
+                    "y": 2.0,
+                    "width": 50.0,
+                    "height": 60.0,
+                    "score": 0.9,
+                    "landmarks": [0.0] * 10,
+                },
+                "sample_id": str(uuid.uuid4()),
+                "liveness": {"probability": 0.9, "quality": 0.8},
+                "descriptor": descriptor(i),
+                "matches": [{"face_id": "f1", "similarity": 0.7, "user_data": "x"}],
+                "enrolled_face_id": None,
+            }
+            for i in range(faces)
+        ],
+    }
+
+
+def face(account: str, face_id: str) -> dict[str, Any]:
+    return {
+        "face_id": face_id,
+        "account_id": account,
+        "list_ids": ["l1"],
+        "user_data": "someone",
+        "event_id": None,
+        "sample_id": None,
+        "created_at": datetime.now(UTC).replace(microsecond=0),
+        "descriptors": [{"version": 1, "vector": descriptor(7)}],
+    }
