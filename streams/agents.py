@@ -120,7 +120,12 @@ class Pipeline:
             except schemas.SchemaError as error:
                 await self._dead_letter(stage.name, event, error.code, str(error), None)
                 failed += 1
-        results = self._run_isolated(stage, [record for _, record in decoded])
+        records = [record for _, record in decoded]
+        if stage.compute_bound:
+            # Off the event loop: onnxruntime releases the GIL, so fetching and sending go on.
+            results = await asyncio.to_thread(self._run_isolated, stage, records)
+        else:  # on the loop, where the gallery it reads is also updated
+            results = self._run_isolated(stage, records)
         for (event, record), result in zip(decoded, results, strict=True):
             outcome = result.error or self._encode(result)
             if isinstance(outcome, ProcessingError):

@@ -24,7 +24,7 @@ from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, LivenessResult
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
-from streams.settings import Settings
+from streams.settings import DetectionSettings, Settings
 
 Record = dict[str, Any]
 Output = Literal["detections", "samples", "liveness", "descriptors", "matches", "events", "faces"]
@@ -45,6 +45,7 @@ class Result:
 
 class Stage(Protocol):
     name: str
+    compute_bound: bool  # runs models: worth a thread of its own
 
     def run(self, records: Sequence[Record]) -> list[Result]: ...
 
@@ -91,10 +92,35 @@ def read_image_bytes(image: Record, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
+def select_faces(
+    found: list[Detection], rules: DetectionSettings, enroll: bool
+) -> list[tuple[int, Detection]]:
+    """The faces an image goes on with (index in the detector output, detection), or why none."""
+    if not found:
+        raise ProcessingError("no face found in the image", code="no_face")
+    big = [(i, d) for i, d in enumerate(found) if min(d.width, d.height) >= rules.min_face_size]
+    if not big:
+        largest = max(min(d.width, d.height) for d in found)
+        raise ProcessingError(
+            f"the largest face is {largest:.0f} px, under the {rules.min_face_size} px minimum",
+            code="face_too_small",
+        )
+    if len(big) > rules.max_faces:
+        raise ProcessingError(
+            f"{len(big)} faces found, more than the {rules.max_faces} allowed",
+            code="too_many_faces",
+        )
+    if enroll:
+        # An enrollment makes one known face: the largest one in the photo.
+        return [max(big, key=lambda item: item[1].width * item[1].height)]
+    return big
+
+
 class DetectStage:
     """Decodes, detects, applies the face-count and size rules, cuts samples and liveness input."""
 
     name = "detect"
+    compute_bound = True
 
     def __init__(self, models: ModelSet, settings: Settings) -> None:
         self.models = models
@@ -109,7 +135,10 @@ class DetectStage:
         try:
             data = read_image_bytes(record, limits.max_bytes)
             image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
-            faces = self._faces(self.models.detector.detect(image), record)
+            enroll = record["context"]["enroll"] is not None
+            faces = select_faces(
+                self.models.detector.detect(image), self.settings.detection, enroll
+            )
         except ProcessingError as error:
             return Result(error=error)
         context = record["context"]
@@ -149,32 +178,12 @@ class DetectStage:
         }
         return Result([Emit("detections", context["event_id"], out), *samples])
 
-    def _faces(self, found: list[Detection], record: Record) -> list[tuple[int, Detection]]:
-        rules = self.settings.detection
-        if not found:
-            raise ProcessingError("no face found in the image", code="no_face")
-        big = [(i, d) for i, d in enumerate(found) if min(d.width, d.height) >= rules.min_face_size]
-        if not big:
-            largest = max(min(d.width, d.height) for d in found)
-            raise ProcessingError(
-                f"the largest face is {largest:.0f} px, under the {rules.min_face_size} px minimum",
-                code="face_too_small",
-            )
-        if len(big) > rules.max_faces:
-            raise ProcessingError(
-                f"{len(big)} faces found, more than the {rules.max_faces} allowed",
-                code="too_many_faces",
-            )
-        if record["context"]["enroll"] is not None:
-            # An enrollment makes one known face: the largest one in the photo.
-            return [max(big, key=lambda item: item[1].width * item[1].height)]
-        return big
-
 
 class LivenessStage:
     """Runs the liveness models over every face of the batch in one call."""
 
     name = "liveness"
+    compute_bound = True
 
     def __init__(self, models: ModelSet) -> None:
         self.models = models
@@ -233,6 +242,7 @@ class ExtractStage:
     """Extracts descriptors of the configured version for every face of the batch at once."""
 
     name = "extract"
+    compute_bound = True
 
     def __init__(self, models: ModelSet, version: Callable[[], int]) -> None:
         self.models = models
@@ -270,6 +280,7 @@ class MatchStage:
     """Matches each face against the event's lists, or enrolls it; emits the final event."""
 
     name = "match"
+    compute_bound = False
 
     def __init__(self, gallery: GalleryIndex, settings: Settings) -> None:
         self.gallery = gallery

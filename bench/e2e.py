@@ -1,0 +1,209 @@
+"""End-to-end throughput against the bare processors, measured in one run.
+
+Sends N real face images through Kafka -> Faust worker (all stages) -> ClickHouse and times
+from the first send until the last event row is in ClickHouse; runs the bare processors
+(decode, detect, liveness, align, extract, match) over the same images in the same process
+run. Prints a JSON object as its last line. Needs the stack: bash infra/stack.sh start.
+
+    .venv/bin/python bench/e2e.py --images 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from processors import align
+from processors.errors import ProcessingError
+from processors.image import decode_image
+from sinks.clickhouse import DriverClient
+from sinks.migrate import upgrade
+from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.gallery import GalleryIndex
+from streams.models import ModelSet
+from streams.settings import Settings
+from streams.stages import select_faces
+from streams.topics import ensure_topics
+
+REPO = Path(__file__).resolve().parents[1]
+ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
+LIST = "bench"
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_env() -> dict[str, str]:
+    printed = subprocess.run(
+        ["bash", str(REPO / "infra/stack.sh"), "env"], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in printed.splitlines()
+        if line.startswith("export ")
+    )
+
+
+def bare(models: ModelSet, settings: Settings, images: list[bytes], gallery: GalleryIndex) -> float:
+    """Images per second through the processors alone, the same steps the stages take."""
+    limits, rules = settings.image, settings.detection
+    extractor = models.extractor(settings.descriptor.default_face_descriptor_version)
+    started = time.perf_counter()
+    for data in images:
+        image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+        try:  # the same face rules as the pipeline, so both do the same work
+            found = [d for _, d in select_faces(models.detector.detect(image), rules, False)]
+        except ProcessingError:
+            continue
+        models.liveness.estimate([models.liveness.crops(image, d) for d in found])
+        vectors = extractor.extract([align.warp(image, d.landmarks) for d in found])
+        for vector in vectors:
+            gallery.search(
+                ACCOUNT,
+                extractor.version,
+                vector,
+                list_ids=[LIST],
+                limit=settings.match.limit,
+                threshold=settings.match.threshold(1),
+            )
+    return len(images) / (time.perf_counter() - started)
+
+
+async def send_all(settings: Settings, images: list[bytes], enroll: bool = False) -> list[str]:
+    async with ImageProducer(settings) as producer:
+        ids = []
+        for i, data in enumerate(images):
+            options = (
+                {"enroll": {"list_id": LIST, "user_data": f"p{i}"}}
+                if enroll
+                else {"list_ids": [LIST]}
+            )
+            ids.append(await producer.send(data, account_id=ACCOUNT, **options))
+        await producer.flush()
+    return ids
+
+
+def wait_stored(client: DriverClient, database: str, ids: list[str], timeout: float) -> None:
+    quoted = ", ".join(f"'{i}'" for i in ids)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = client.query(
+            f"SELECT uniqExact(event_id) AS n FROM {database}.events WHERE event_id IN ({quoted})"
+        )
+        if int(rows[0]["n"]) >= len(ids):
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"not all {len(ids)} events stored within {timeout}s")
+
+
+def enroll_bare(models: ModelSet, known: list[bytes]) -> GalleryIndex:
+    gallery = GalleryIndex()
+    extractor = models.extractor(1)
+    for i, data in enumerate(known):
+        image = decode_image(data, max_bytes=10**8, max_pixels=10**8)
+        detection = max(models.detector.detect(image), key=lambda d: d.width * d.height)
+        vector = extractor.extract([align.warp(image, detection.landmarks)])[0]
+        face = {
+            "account_id": ACCOUNT,
+            "list_ids": [LIST],
+            "user_data": None,
+            "descriptors": [{"version": 1, "vector": vector.astype("<f4").tobytes()}],
+        }
+        gallery.apply(f"p{i}", face)
+    return gallery
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=200, help="images per round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating end-to-end and bare rounds; medians are reported",
+    )
+    parser.add_argument("--testdata", type=Path, default=REPO / ".facestream/testdata")
+    args = parser.parse_args()
+
+    run = uuid.uuid4().hex[:8]
+    os.environ.update(
+        stack_env()
+        | {
+            "FACESTREAM_KAFKA__TOPIC_PREFIX": f"bench{run}",
+            "FACESTREAM_STORAGE__DATABASE": f"bench{run}",
+            "FACESTREAM_WORKER__WEB_PORT": str(21000 + int(run[:4], 16) % 9000),
+            "FACESTREAM_WORKER__LOGGING_LEVEL": "WARNING",
+        }
+    )
+    settings = Settings()
+    files = read_folder(args.testdata / "johns", IMAGE_EXTENSIONS) + read_folder(
+        args.testdata / "faces", IMAGE_EXTENSIONS
+    )
+    images = [files[i % len(files)].read_bytes() for i in range(args.images)]
+    people = sorted((args.testdata / "johns").iterdir())
+    known = [read_folder(p, IMAGE_EXTENSIONS)[0].read_bytes() for p in people]
+
+    asyncio.run(ensure_topics(settings.kafka))
+    client = DriverClient(settings.storage.clickhouse_url or "clickhouse://127.0.0.1:19000")
+    upgrade(client, settings.storage.database)
+    log_path = REPO / ".facestream" / f"bench-worker-{run}.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # Warms the worker (models load on first use) with the enrollments.
+            warm = asyncio.run(send_all(settings, known, enroll=True))
+            wait_stored(client, settings.storage.database, warm, timeout=300)
+            models = ModelSet(settings.worker.models_dir)
+            gallery = enroll_bare(models, known)
+            bare(models, settings, images[:10], gallery)  # warm the bare models too
+            e2e_rates, bare_rates, idle_share = [], [], []
+            for _ in range(args.rounds):
+                # Rounds alternate so a noisy spell of the machine hits both sides alike.
+                started = time.perf_counter()
+                ids = asyncio.run(send_all(settings, images))
+                wait_stored(client, settings.storage.database, ids, timeout=600)
+                e2e_rates.append(len(images) / (time.perf_counter() - started))
+                # The idle worker stays up during the bare round: its CPU use is reported.
+                cpu_before, wall_before = process_cpu_s(worker.pid), time.perf_counter()
+                bare_rates.append(bare(models, settings, images, gallery))
+                idle_share.append(
+                    (process_cpu_s(worker.pid) - cpu_before)
+                    / (time.perf_counter() - wall_before)
+                    / (os.cpu_count() or 1)
+                )
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    e2e, bare_rate = statistics.median(e2e_rates), statistics.median(bare_rates)
+    print(
+        json.dumps(
+            {
+                "images_per_round": len(images),
+                "rounds": args.rounds,
+                "e2e_images_per_s": round(e2e, 2),
+                "bare_images_per_s": round(bare_rate, 2),
+                "ratio": round(e2e / bare_rate, 3),
+                "ratios": [round(e / b, 3) for e, b in zip(e2e_rates, bare_rates, strict=True)],
+                "idle_worker_cpu_share_in_bare_rounds": round(max(idle_share), 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
