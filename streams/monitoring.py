@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ class Monitor:
     def __init__(self, writer: InfluxWriter | None) -> None:
         self.writer = writer
         self.host = socket.gethostname()
+        self.worker = f"{self.host}-{os.getpid()}"  # several workers may share a host
         self._counters: dict[str, StageCounters] = {}
 
     def record(self, stage: str, processed: int, errors: int, seconds: float) -> None:
@@ -47,7 +49,7 @@ class Monitor:
             handled = max(c.processed + c.errors, 1)
             self.writer.add(
                 "facestream_stage",
-                {"stage": stage, "host": self.host},
+                {"stage": stage, "host": self.host, "worker": self.worker},
                 {
                     "processed": c.processed,
                     "errors": c.errors,

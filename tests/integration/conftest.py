@@ -90,23 +90,29 @@ def influx_query(env: dict[str, str], query: str, database: str | None) -> Any:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, stages: str | None = None) -> None:
         self.log = log
         self._file = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                *(["--stages", stages] if stages else []),
+            ],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=self._file,
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
+    def wait_ready(self, timeout: float = 180.0, ready: str = WORKER_READY) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.tail()}")
-            if WORKER_READY in self.log.read_text(errors="replace"):
+            if ready in self.log.read_text(errors="replace"):
                 return
             time.sleep(0.3)
         raise TimeoutError(f"worker not ready in {timeout}s:\n{self.tail()}")

@@ -213,3 +213,40 @@ async def test_an_image_over_the_message_limit_travels_by_claim_check(
     assert record["data"] is None and record["data_ref"].startswith("file://")
     (event,) = await send_and_collect(small, [{"data": data, "account_id": str(uuid.uuid4())}])
     assert event["status"] == "ok" and len(event["faces"]) == 1
+
+
+async def test_two_workers_share_the_partitions(
+    worker: WorkerProcess,
+    settings: Settings,
+    stack_env: dict[str, str],
+    testdata_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """A second worker running only detection joins the group and takes part of its work."""
+    second = WorkerProcess(stack_env, tmp_path / "second.log", stages="detect")
+    try:
+        second.wait_ready(ready="Worker]: Ready")
+        images = [p.read_bytes() for files in people(testdata_dir).values() for p in files[:6]]
+        # Sent until both workers have detected something (a rebalance may delay the first).
+        database = stack_env["FACESTREAM_INFLUX_MONITORING__DATABASE"]
+        deadline = time.monotonic() + 90
+        while True:
+            events = await send_and_collect(
+                settings, [{"data": data, "account_id": str(uuid.uuid4())} for data in images]
+            )
+            assert all(e["status"] == "ok" for e in events)
+            await asyncio.sleep(1.5)  # a monitoring flush
+            result = influx_query(
+                stack_env,
+                "SELECT sum(processed) FROM facestream_stage "
+                "WHERE stage = 'detect' GROUP BY worker",
+                database,
+            )
+            workers = result["results"][0].get("series", [])
+            if len(workers) >= 2 or time.monotonic() > deadline:
+                break
+        assert len(workers) == 2, workers
+        assert all(w["values"][0][1] > 0 for w in workers)
+        assert second.process.poll() is None
+    finally:
+        second.stop()

@@ -11,7 +11,7 @@ from PIL import Image
 
 from streams.client import IMAGE_EXTENSIONS, read_folder
 from streams.models import ModelSet
-from streams.settings import DetectionSettings, Settings
+from streams.settings import DetectionSettings, ImageSettings, Settings
 from streams.testing import InMemoryPipeline
 
 ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
@@ -164,3 +164,14 @@ def test_small_faces_are_refused_with_the_size(
     (event,) = pipeline.send([image(people["John_Salley"][0].read_bytes())])
     assert event["error_code"] == "face_too_small"
     assert "400 px minimum" in event["error_message"]
+
+
+def test_images_over_the_byte_limit_are_refused_before_decoding(
+    models: ModelSet, testdata_dir: Path
+) -> None:
+    photo = testdata_dir / "faces" / "Tom_Cruise_avp_2014_4.jpg"
+    limit = photo.stat().st_size - 1
+    pipeline = InMemoryPipeline(models, Settings(image=ImageSettings(max_bytes=limit)))
+    (event,) = pipeline.send([image(photo.read_bytes())])
+    assert event["error_code"] == "image_too_large"
+    assert str(limit) in event["error_message"]
