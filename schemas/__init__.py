@@ -31,6 +31,7 @@ MESSAGE_TYPES = (
     "MatchResults",
     "Event",
     "Face",
+    "List",
     "Sample",
     "DeadLetter",
 )

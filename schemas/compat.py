@@ -37,6 +37,8 @@ def incompatibilities(
 def unsnapshotted(name: str) -> bool:
     """True when the current schema differs from its latest snapshot (a version bump is due)."""
     versions = schemas.history_versions(name)
+    if not versions:
+        return True
     latest = json.loads(versions[max(versions)].read_text())
     current = schemas.current_schema(name)
     return bool(

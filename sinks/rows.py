@@ -37,6 +37,7 @@ def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
         "image_height": event["image_height"],
         "descriptor_version": event["descriptor_version"],
         "face_count": len(faces),
+        "face_indexes": [face["geometry"]["index"] for face in faces],
         "face_sample_ids": [face["sample_id"] for face in faces],
         "face_boxes": [
             [g["x"], g["y"], g["width"], g["height"]] for g in (f["geometry"] for f in faces)

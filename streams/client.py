@@ -76,9 +76,12 @@ class ImageProducer:
 
     async def send(self, data: bytes, **options: Any) -> str:
         record = self.image_record(data, **options)
+        await self.send_record(record)
         event_id: str = record["context"]["event_id"]
-        await self.send_raw(self._codec.encode(record), key=event_id)
         return event_id
+
+    async def send_record(self, record: Record) -> None:
+        await self.send_raw(self._codec.encode(record), key=record["context"]["event_id"])
 
     async def send_raw(self, value: bytes, key: str | None = None) -> None:
         """Any bytes onto the images topic (the pipeline must survive what it cannot read)."""

@@ -66,11 +66,19 @@ class TopicReader:
         await self._consumer.stop()
 
     async def read(self, timeout: float = 0.5) -> list[tuple[str | None, Record | None]]:
+        return [(key, value) for key, value, _ in await self.read_with_offsets(timeout)]
+
+    async def read_with_offsets(
+        self, timeout: float = 0.5
+    ) -> list[tuple[str | None, Record | None, int]]:
+        """(key, value, offset); a key's messages all sit in one partition, so its offsets order
+        its versions."""
         batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=1000)
         return [
             (
                 None if m.key is None else m.key.decode(),
                 None if m.value is None else self._codec.decode(m.value),
+                m.offset,
             )
             for records in batch.values()
             for m in records

@@ -51,6 +51,27 @@ class LivenessSettings(Section):
     quality_threshold: float = Field(0.5, ge=0, le=1)
 
 
+class LicenseSettings(Section):
+    liveness: Literal[0, 1, 2] = Field(
+        2, description="licensed liveness: 0 none, 1 Liveness V1, 2 Liveness V2"
+    )
+
+
+class AdditionalServicesUsage(Section):
+    liveness: bool = Field(
+        False, description="the Liveness V1 service is enabled (licence value 1 needs it on)"
+    )
+
+
+class ApiSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        25 * MiB, ge=1024, description="larger request bodies are refused with 413"
+    )
+    wait_timeout_s: float = Field(30.0, gt=0, le=300, description="default for wait=1")
+
+
 class MatchSettings(Section):
     threshold_v1: float = Field(
         0.363, ge=-1, le=1, description="lowest cosine reported for SFace (its published 0.363)"
@@ -123,6 +144,9 @@ class Settings(BaseSettings):
     match: MatchSettings = MatchSettings()
     descriptor: DescriptorSettings = DescriptorSettings()
     storage: StorageSettings = StorageSettings()
+    license: LicenseSettings = LicenseSettings()
+    additional_services_usage: AdditionalServicesUsage = AdditionalServicesUsage()
+    api: ApiSettings = ApiSettings()
     influx_monitoring: InfluxMonitoringSettings = InfluxMonitoringSettings()
     worker: WorkerSettings = WorkerSettings()
 

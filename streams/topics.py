@@ -29,9 +29,21 @@ MATCHES = TopicSpec("matches", "MatchResults")
 EVENTS = TopicSpec("events", "Event")
 FACES = TopicSpec("faces", "Face", compacted=True)
 SAMPLES = TopicSpec("samples", "Sample", compacted=True)
+LISTS = TopicSpec("lists", "List", compacted=True)
 DEAD_LETTERS = TopicSpec("dead_letters", "DeadLetter")
 
-ALL = (IMAGES, DETECTIONS, LIVENESS, DESCRIPTORS, MATCHES, EVENTS, FACES, SAMPLES, DEAD_LETTERS)
+ALL = (
+    IMAGES,
+    DETECTIONS,
+    LIVENESS,
+    DESCRIPTORS,
+    MATCHES,
+    EVENTS,
+    FACES,
+    SAMPLES,
+    LISTS,
+    DEAD_LETTERS,
+)
 BY_SUFFIX = {spec.suffix: spec for spec in ALL}
 
 

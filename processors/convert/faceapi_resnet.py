@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from processors.convert.graph import GraphBuilder, serialize
 
 INPUT_SIZE = 150
 DIMENSION = 128
@@ -30,8 +31,6 @@ MEAN_RGB = (122.782, 117.001, 104.298)
 # dlib's input_rgb_image_sized divides by 256; face-api's port divides by 255, a 0.4 % input
 # gain the network was not trained with.
 PIXEL_SCALE = 256.0
-OPSET = 17
-IR_VERSION = 8  # the oldest onnxruntime the project allows (1.18) reads it
 
 # The residual stages in forward order: (weight prefix, whether it downsamples).
 STAGES: tuple[tuple[str, bool], ...] = (
@@ -88,23 +87,14 @@ def dequantize(manifest: list[dict[str, Any]], weight_files: dict[str, bytes]) -
     return weights
 
 
-class _GraphBuilder:
-    """Appends nodes and initializers, tracking the static spatial size and channel count."""
+class _ResNetBuilder(GraphBuilder):
+    """Adds face-api's layers, tracking the static spatial size and channel count."""
 
     def __init__(self, weights: Weights) -> None:
+        super().__init__()
         self.weights = weights
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
         self.size = INPUT_SIZE
         self.channels = 3
-
-    def constant(self, name: str, value: npt.NDArray[np.generic]) -> str:
-        self.initializers.append(numpy_helper.from_array(value, name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, **attributes: Any) -> str:
-        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
-        return output
 
     def conv(self, x: str, prefix: str, *, stride: int, relu: bool) -> str:
         """face-api's convLayer: conv + bias, then the scale layer (folded), then maybe relu.
@@ -173,7 +163,7 @@ def build_onnx(manifest: list[dict[str, Any]], weight_files: dict[str, bytes]) -
     `manifest` is the parsed `face_recognition_model-weights_manifest.json`, `weight_files` maps
     each shard path it names (`face_recognition_model.bin`) to that file's bytes.
     """
-    g = _GraphBuilder(dequantize(manifest, weight_files))
+    g = _ResNetBuilder(dequantize(manifest, weight_files))
     mean = g.constant("mean_rgb", np.array(MEAN_RGB, np.float32))
     scale = g.constant("pixel_scale", np.array(1.0 / PIXEL_SCALE, np.float32))
     x = g.node("Sub", ["input", mean], "centered")
@@ -195,12 +185,4 @@ def build_onnx(manifest: list[dict[str, Any]], weight_files: dict[str, bytes]) -
         helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", INPUT_SIZE, INPUT_SIZE, 3])
     ]
     outputs = [helper.make_tensor_value_info("descriptor", TensorProto.FLOAT, ["N", DIMENSION])]
-    graph = helper.make_graph(g.nodes, "dlib_resnet_v1", inputs, outputs, g.initializers)
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="facestream",
-        ir_version=IR_VERSION,
-    )
-    onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()
+    return serialize(g, "dlib_resnet_v1", inputs, outputs)

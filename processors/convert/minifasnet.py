@@ -27,8 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from processors.convert.graph import GraphBuilder, serialize
 
 Variant = Literal["MiniFASNetV2", "MiniFASNetV1SE"]
 StateDict = dict[str, npt.NDArray[Any]]
@@ -37,8 +38,6 @@ FloatArray = npt.NDArray[np.float32]
 INPUT_SIZE = 80
 CLASSES = 3
 BN_EPS = 1e-5  # torch's BatchNorm default, which MiniFASNet keeps
-OPSET = 17
-IR_VERSION = 8  # the oldest onnxruntime the project allows (1.18) reads it
 
 # MiniFASNet.forward between the stem and the head: each stage opens with a stride-2 Depth_Wise
 # block (halving the resolution), then `blocks` residual ones at stride 1. In the SE variants
@@ -183,15 +182,14 @@ def read_state_dict(pth: bytes) -> StateDict:
     return {k.removeprefix("module."): v.array() for k, v in loaded.items()}
 
 
-class _GraphBuilder:
-    """Appends nodes and initializers; tracks channels and spatial size to derive conv groups
-    and check the head; records which state-dict entries were used."""
+class _MiniFASNetBuilder(GraphBuilder):
+    """Adds MiniFASNet's layers; tracks channels and spatial size to derive conv groups and
+    check the head; records which state-dict entries were used."""
 
     def __init__(self, weights: StateDict) -> None:
+        super().__init__()
         self.weights = weights
         self.used: set[str] = set()
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
         self.channels = 3
         self.size = INPUT_SIZE
 
@@ -208,14 +206,6 @@ class _GraphBuilder:
         mean, var = self.take(f"{prefix}.running_mean"), self.take(f"{prefix}.running_var")
         scale = (gamma / np.sqrt(var.astype(np.float64) + BN_EPS)).astype(np.float32)
         return scale, (beta - mean * scale).astype(np.float32)
-
-    def constant(self, name: str, value: npt.NDArray[np.generic]) -> str:
-        self.initializers.append(numpy_helper.from_array(value, name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, **attributes: Any) -> str:
-        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
-        return output
 
     def conv(self, x: str, prefix: str, *, stride: int, padding: int, prelu: bool) -> str:
         """Conv_block (conv, BN, PReLU) or, without `prelu`, Linear_block (conv, BN)."""
@@ -281,7 +271,7 @@ def build_onnx(pth: bytes, variant: Variant) -> bytes:
         raise ValueError(f"unknown MiniFASNet variant {variant!r}")
     se = variant == "MiniFASNetV1SE"
     weights = read_state_dict(pth)
-    g = _GraphBuilder(weights)
+    g = _MiniFASNetBuilder(weights)
 
     x = g.conv("input", "conv1", stride=2, padding=1, prelu=True)
     x = g.conv(x, "conv2_dw", stride=1, padding=1, prelu=True)
@@ -304,18 +294,9 @@ def build_onnx(pth: bytes, variant: Variant) -> bytes:
     unused = sorted(set(weights) - g.used)
     if unused:
         raise ValueError(f"{variant}: unexpected tensors in the state dict: {unused[:5]}")
-    graph = helper.make_graph(
-        g.nodes,
+    return serialize(
+        g,
         variant,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, *[INPUT_SIZE] * 2])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", CLASSES])],
-        g.initializers,
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="facestream",
-        ir_version=IR_VERSION,
-    )
-    onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()

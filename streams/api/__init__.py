@@ -1,0 +1,1 @@
+"""The HTTP API (Starlette): ingest, events, lists, faces, matching, liveness."""

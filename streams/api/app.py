@@ -1,0 +1,45 @@
+"""The Starlette application: routes, error handlers, and the shared services' lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from streams.api import docs, events, faces, ingest, lists, liveness, matcher
+from streams.api.errors import HANDLERS
+from streams.api.services import Services
+from streams.settings import Settings, get_settings
+
+ROUTES: list[BaseRoute] = [
+    *ingest.routes,
+    *events.routes,
+    *lists.routes,
+    *faces.routes,
+    *matcher.routes,
+    *liveness.routes,
+    *docs.routes,
+]
+
+
+def create_app(settings: Settings) -> Starlette:
+    services = Services.create(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)
+    app.state.services = services
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """For `uvicorn --factory` (one per API process)."""
+    return create_app(get_settings())

@@ -1,0 +1,59 @@
+"""Every error leaves the API as JSON: a stable `error_code` and a `desc` for a person."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from processors.errors import ProcessingError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, desc: str) -> None:
+        super().__init__(desc)
+        self.status = status
+        self.code = code
+        self.desc = desc
+
+
+def not_found(kind: str, identifier: str) -> ApiError:
+    return ApiError(404, f"{kind}_not_found", f"{kind} {identifier} does not exist in this account")
+
+
+def error_response(status: int, code: str, desc: str) -> JSONResponse:
+    return JSONResponse({"error_code": code, "desc": desc}, status_code=status)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.desc)
+
+
+async def processing_error(request: Request, exc: Exception) -> Response:
+    """A bad image or face (undecodable, no face, ...) is the client's: 400 with its code."""
+    assert isinstance(exc, ProcessingError)
+    return error_response(400, exc.code, exc.message)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "route_not_found", 405: "method_not_allowed"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", f"the server failed: {exc!r}")
+
+
+HANDLERS = {
+    ApiError: api_error,
+    ProcessingError: processing_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

@@ -1,0 +1,211 @@
+"""POST /v1/liveness and /v1/sdk: LUNA-style Liveness V1/V2, chosen by licence and settings.
+
+Which version answers follows LUNA PLATFORM's tables (`liveness_version`); the licence is
+checked before the body is read, so a call the licence refuses costs no upload or decoding.
+
+Both versions run the same estimator (the two MiniFASNets averaged, the mean beating either
+alone) with the same thresholds (settings.liveness): what differs is the requirements each
+puts on the image and face (processors.liveness_requirements) and V1's `OS` parameter. The
+prediction is "real" when the probability and the quality both reach their thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Protocol
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from processors import liveness_requirements as requirements
+from processors.image import decode_image
+from processors.liveness_requirements import Version
+from processors.types import Detection, ImageBGR
+from streams.api import requests
+from streams.api.errors import ApiError
+from streams.models import ModelSet
+from streams.settings import Settings
+
+OS_VALUES = ("IOS", "ANDROID", "DESKTOP", "UNKNOWN")
+
+
+class Services(Protocol):
+    """What app.state.services holds for these routes."""
+
+    settings: Settings
+    models: ModelSet
+
+
+def liveness_version(
+    resource: Literal["liveness", "sdk"], license_value: int, liveness_option: bool
+) -> Version:
+    """The Liveness version serving `resource`, or ApiError 403 saying what would enable one.
+
+    /liveness: licence 1 with the option on is V1, licence 2 with it off is V2. /sdk
+    (estimate_liveness=1): only licence 2 with the option off, V2; the reference wants the V1
+    service's option disabled there too, so licence 2 with it on is refused on both resources.
+    """
+    setting = f"license.liveness={license_value}"
+    option = f"additional_services_usage.liveness={str(liveness_option).lower()}"
+    enable = f"/{resource} needs " + (
+        "license.liveness=2 with additional_services_usage.liveness=false (Liveness V2)"
+        if resource == "sdk"
+        else "license.liveness=1 with additional_services_usage.liveness=true (Liveness V1), "
+        "or license.liveness=2 with it false (Liveness V2)"
+    )
+    if license_value == 0:
+        raise ApiError(
+            403, "liveness_not_licensed", f"the licence has no liveness ({setting}); {enable}"
+        )
+    if license_value == 1 and resource == "sdk":
+        raise ApiError(
+            403,
+            "liveness_v1_not_on_sdk",
+            f"the licence is Liveness V1 ({setting}), which serves /liveness only; {enable}",
+        )
+    if license_value == 1 and not liveness_option:
+        raise ApiError(
+            403,
+            "liveness_v1_disabled",
+            f"the licence is Liveness V1 ({setting}) but its service is off ({option}); {enable}",
+        )
+    if license_value == 2 and liveness_option:
+        raise ApiError(
+            403,
+            "liveness_v1_option_conflict",
+            f"the licence is Liveness V2 ({setting}), which needs the Liveness V1 service off, "
+            f"but {option}; {enable}",
+        )
+    return "v1" if license_value == 1 else "v2"
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _version(request: Request, resource: Literal["liveness", "sdk"]) -> Version:
+    settings = _services(request).settings
+    return liveness_version(
+        resource, settings.license.liveness, settings.additional_services_usage.liveness
+    )
+
+
+def device_os(query: str | None, meta: str | None) -> str:
+    """V1's `OS`, from the query or the multipart `meta` JSON (both: they must agree)."""
+    from_meta = None
+    if meta is not None:
+        try:
+            parsed = json.loads(meta)
+        except ValueError as exc:
+            raise ApiError(400, "bad_meta", f"meta is not valid JSON: {exc}") from None
+        if not isinstance(parsed, dict) or set(parsed) - {"OS"}:
+            raise ApiError(
+                400, "bad_meta", f'meta must be a JSON object like {{"OS": "IOS"}}, got {meta!r}'
+            )
+        from_meta = parsed.get("OS")
+    for value in (query, from_meta):
+        if value is not None and value not in OS_VALUES:
+            raise ApiError(
+                400, "bad_os", f"OS must be one of {', '.join(OS_VALUES)}, got {value!r}"
+            )
+    if query is not None and from_meta is not None and query != from_meta:
+        raise ApiError(400, "bad_os", f"OS is {query} in the query but {from_meta} in meta")
+    return query or from_meta or "UNKNOWN"
+
+
+def _decode(settings: Settings, data: bytes) -> ImageBGR:
+    return decode_image(
+        data, max_bytes=settings.image.max_bytes, max_pixels=settings.image.max_pixels
+    )
+
+
+def _box(detection: Detection) -> dict[str, float]:
+    return {
+        "x": detection.x,
+        "y": detection.y,
+        "width": detection.width,
+        "height": detection.height,
+        "score": detection.score,
+    }
+
+
+def _estimate(
+    services: Services, version: Version, data: bytes
+) -> tuple[Detection, dict[str, Any]]:
+    """The image's one face and its LivenessResult, after the version's requirements."""
+    image = _decode(services.settings, data)
+    height, width = image.shape[:2]
+    requirements.check_image(version, width, height)
+    detections = services.models.detector.detect(image)
+    requirements.check_faces(version, width, height, detections)
+    face = detections[0]
+    estimator = services.models.liveness
+    result = estimator.estimate([estimator.crops(image, face)])[0]
+    thresholds = services.settings.liveness
+    real = (
+        result.probability >= thresholds.threshold
+        and result.quality >= thresholds.quality_threshold
+    )
+    return face, {
+        "version": version,
+        "liveness": {
+            "prediction": "real" if real else "spoof",
+            "probability": result.probability,
+            "quality": result.quality,
+            "probability_threshold": thresholds.threshold,
+            "quality_threshold": thresholds.quality_threshold,
+        },
+        "face": _box(face),
+    }
+
+
+async def liveness(request: Request) -> JSONResponse:
+    """The one face's liveness.
+
+    V1 answers `meta.OS`: the device OS the client named (query `OS` or multipart `meta`),
+    UNKNOWN when none. It is validated and returned but changes nothing: the models take no OS
+    input and there is no per-OS calibration to pick thresholds from, so any per-OS behaviour
+    would be invented. V2 has no OS parameter; one sent is still validated, then ignored, so a
+    client need not know which version the licence selects.
+    """
+    requests.account_id(request)
+    version = _version(request, "liveness")
+    services = _services(request)
+    data, fields = await requests.image_and_fields(request, services.settings.api.max_body_bytes)
+    os_name = device_os(request.query_params.get("OS"), fields.get("meta"))
+    _, answer = await run_in_threadpool(_estimate, services, version, data)
+    if version == "v1":
+        answer["meta"] = {"OS": os_name}
+    return JSONResponse(answer)
+
+
+async def sdk(request: Request) -> JSONResponse:
+    """Every face's box and landmarks; with estimate_liveness=1, Liveness V2 of the one face
+    the V2 requirements allow (they refuse images with more)."""
+    requests.account_id(request)
+    estimate = requests.flag(request, "estimate_liveness")
+    version = _version(request, "sdk") if estimate else None
+    services = _services(request)
+    data, _ = await requests.image_and_fields(request, services.settings.api.max_body_bytes)
+    if version is None:
+        detections = await run_in_threadpool(_detect, services, data)
+        return JSONResponse({"faces": [_face(d) for d in detections]})
+    face, result = await run_in_threadpool(_estimate, services, version, data)
+    return JSONResponse({"faces": [{**_face(face), "liveness": result}]})
+
+
+def _detect(services: Services, data: bytes) -> list[Detection]:
+    return services.models.detector.detect(_decode(services.settings, data))
+
+
+def _face(detection: Detection) -> dict[str, Any]:
+    return {"box": _box(detection), "landmarks": detection.landmarks.reshape(-1).tolist()}
+
+
+routes = [
+    Route("/v1/liveness", liveness, methods=["POST"]),
+    Route("/v1/sdk", sdk, methods=["POST"]),
+]

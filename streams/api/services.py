@@ -1,0 +1,126 @@
+"""What the API's handlers share: settings, models, the Kafka producer, the directory of faces
+and lists, the events being waited for, and ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from starlette.concurrency import run_in_threadpool
+
+import schemas
+from sinks.clickhouse import connect
+from sinks.types import ClickHouseClient
+from streams import topics
+from streams.api.errors import ApiError
+from streams.client import ImageProducer
+from streams.directory import Directory
+from streams.models import ModelSet
+from streams.reader import TopicReader
+from streams.settings import Settings
+
+Record = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EventWaiter:
+    """Futures for the events that requests wait for, completed from the events topic."""
+
+    pending: dict[str, asyncio.Future[Record]] = field(default_factory=dict)
+
+    def expect(self, event_id: str) -> asyncio.Future[Record]:
+        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        self.pending[event_id] = future
+        return future
+
+    async def follow(self, settings: Settings) -> None:
+        async with TopicReader(settings, topics.EVENTS) as events:
+            while True:
+                for _, event in await events.read(timeout=0.2):
+                    if event is None:
+                        continue
+                    future = self.pending.pop(event["context"]["event_id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(event)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    models: ModelSet
+    images: ImageProducer
+    producer: AIOKafkaProducer
+    directory: Directory = field(default_factory=Directory)
+    waiter: EventWaiter = field(default_factory=EventWaiter)
+    _clickhouse: ClickHouseClient | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _clickhouse_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one query at a time
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        return cls(
+            settings=settings,
+            models=ModelSet(settings.worker.models_dir, settings.detection.score_threshold),
+            images=ImageProducer(settings),
+            producer=AIOKafkaProducer(
+                bootstrap_servers=topics.bootstrap_servers(settings.kafka),
+                max_request_size=settings.kafka.max_message_bytes,
+                acks="all",
+            ),
+        )
+
+    async def start(self) -> None:
+        await topics.ensure_topics(self.settings.kafka)
+        await self.images.__aenter__()
+        await self.producer.start()
+        self._tasks = [
+            asyncio.create_task(self.directory.follow(self.settings), name="directory"),
+            asyncio.create_task(self.waiter.follow(self.settings), name="events"),
+        ]
+        await asyncio.wait_for(self.directory.ready.wait(), timeout=60)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.producer.stop()
+        await self.images.__aexit__(None, None, None)
+        if self._clickhouse is not None:
+            self._clickhouse.close()
+
+    async def publish(self, spec: topics.TopicSpec, key: str, record: Record | None) -> int:
+        """A record (or a tombstone) onto a topic, acknowledged; returns its offset."""
+        value = None if record is None else schemas.codec(spec.schema).encode(record)
+        name = topics.topic_name(self.settings.kafka, spec)
+        metadata = await self.producer.send_and_wait(name, value, key=key.encode())
+        offset: int = metadata.offset
+        return offset
+
+    async def save_face(self, face_id: str, face: Record | None) -> None:
+        """Publishes a face (None deletes it) and applies it here at once: read-your-writes."""
+        self.directory.apply_face(face_id, face, await self.publish(topics.FACES, face_id, face))
+
+    async def save_list(self, list_id: str, record: Record | None) -> None:
+        self.directory.apply_list(
+            list_id, record, await self.publish(topics.LISTS, list_id, record)
+        )
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        storage = self.settings.storage
+        if not storage.clickhouse_url:
+            raise ApiError(
+                503,
+                "storage_not_shared",
+                "events are stored in embedded chDB, which the worker process owns; set "
+                "FACESTREAM_STORAGE__CLICKHOUSE_URL to a ClickHouse server to read them here",
+            )
+        async with self._clickhouse_lock:
+            if self._clickhouse is None:
+                self._clickhouse = connect(storage.clickhouse_url, storage.chdb_path)
+            return await run_in_threadpool(self._clickhouse.query, sql)

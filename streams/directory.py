@@ -1,0 +1,81 @@
+"""Known faces and lists as the compacted topics say they are, kept in memory by each API
+process (and matchable through its gallery); updated by the process's own writes at once and by
+everyone's through the topics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from streams import topics
+from streams.gallery import GalleryIndex
+from streams.reader import TopicReader
+from streams.settings import Settings
+
+Record = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.faces: dict[str, Record] = {}
+        self.lists: dict[str, Record] = {}
+        self.gallery = GalleryIndex()
+        self.ready = asyncio.Event()
+        # The offset of the newest version applied per key: a process applies its own writes at
+        # once, and the older versions it then reads back from the topic must not undo them.
+        self._offsets: dict[tuple[str, str], int] = {}
+
+    def _newer(self, kind: str, key: str, offset: int) -> bool:
+        if offset <= self._offsets.get((kind, key), -1):
+            return False
+        self._offsets[(kind, key)] = offset
+        return True
+
+    def apply_face(self, face_id: str, face: Record | None, offset: int) -> None:
+        if not self._newer("face", face_id, offset):
+            return
+        if face is None:
+            self.faces.pop(face_id, None)
+        else:
+            self.faces[face_id] = face
+        self.gallery.apply(face_id, face)
+
+    def apply_list(self, list_id: str, record: Record | None, offset: int) -> None:
+        if not self._newer("list", list_id, offset):
+            return
+        if record is None:
+            self.lists.pop(list_id, None)
+        else:
+            self.lists[list_id] = record
+
+    def find_face(self, account_id: str, face_id: str) -> Record | None:
+        face = self.faces.get(face_id)
+        return face if face is not None and face["account_id"] == account_id else None
+
+    def find_list(self, account_id: str, list_id: str) -> Record | None:
+        record = self.lists.get(list_id)
+        return record if record is not None and record["account_id"] == account_id else None
+
+    def faces_in(self, list_id: str) -> list[Record]:
+        return [f for f in self.faces.values() if list_id in f["list_ids"]]
+
+    async def follow(self, settings: Settings) -> None:
+        """Loads both topics from the beginning, then follows them; sets `ready` once loaded."""
+        async with (
+            TopicReader(settings, topics.FACES, from_beginning=True) as faces,
+            TopicReader(settings, topics.LISTS, from_beginning=True) as lists,
+        ):
+            while True:
+                for face_id, face, offset in await faces.read_with_offsets(timeout=0.1):
+                    if face_id is not None:
+                        self.apply_face(face_id, face, offset)
+                for list_id, record, offset in await lists.read_with_offsets(timeout=0.1):
+                    if list_id is not None:
+                        self.apply_list(list_id, record, offset)
+                if not self.ready.is_set() and await faces.caught_up() and await lists.caught_up():
+                    log.info(
+                        "directory loaded: %d faces, %d lists", len(self.faces), len(self.lists)
+                    )
+                    self.ready.set()
