@@ -9,7 +9,8 @@ Interpretations of the reference:
   horizontal and vertical 720p/1080p images. V2 accepts 720x960 (mobile, either orientation) or
   1280x720 (webcam): together, a short side of at least 720 and a long side of at least 960.
 - Padding / indent: the distance from the face box to each of the four image borders; a box
-  reaching past a border measures negative.
+  reaching past a border measures negative. Pixel measures are reported rounded down, so a
+  refused value never reads as the limit itself.
 - V2 "face detection size": the box's smaller side (YuNet boxes are taller than wide).
 - V1 recommends a single face; a second face in a liveness image is what a held-up photo looks
   like, so V1 refuses several faces as V2 does, with the same code.
@@ -20,6 +21,7 @@ Interpretations of the reference:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -104,13 +106,13 @@ def check_faces(version: Version, width: int, height: int, detections: Sequence[
     size = min(face.width, face.height)
     if size < rules.min_face_size:
         raise ProcessingError(
-            f"face is {size:.0f} px, {rules.name} needs at least {rules.min_face_size} px",
+            f"face is {math.floor(size)} px, {rules.name} needs at least {rules.min_face_size} px",
             code="liveness_face_too_small",
         )
     eyes = align.eye_distance(face.landmarks)
     if eyes < rules.min_eye_distance:
         raise ProcessingError(
-            f"eye distance is {eyes:.0f} px, {rules.name} needs at least "
+            f"eye distance is {math.floor(eyes)} px, {rules.name} needs at least "
             f"{rules.min_eye_distance} px",
             code="liveness_eye_distance_too_small",
         )
@@ -121,7 +123,7 @@ def check_faces(version: Version, width: int, height: int, detections: Sequence[
         "pitch",
         pitch - PITCH_BIAS,
         rules.max_pitch,
-        f" (read {pitch:.0f}, less the estimate's {PITCH_BIAS:.0f} degree frontal bias)",
+        f" (read {pitch:.1f}, less the estimate's {PITCH_BIAS:.0f} degree frontal bias)",
     )
     _check_angle(rules.name, "roll", roll, rules.max_roll, "")
 
@@ -136,7 +138,7 @@ def _check_padding(rules: Requirements, width: int, height: int, face: Detection
     side, gap = min(gaps.items(), key=lambda item: item[1])
     if gap < rules.min_padding:
         raise ProcessingError(
-            f"face is {gap:.0f} px from the {side} border, {rules.name} needs at least "
+            f"face is {math.floor(gap)} px from the {side} border, {rules.name} needs at least "
             f"{rules.min_padding} px",
             code="liveness_face_near_border",
         )
@@ -145,7 +147,7 @@ def _check_padding(rules: Requirements, width: int, height: int, face: Detection
 def _check_angle(name: str, angle: str, value: float, limit: float, note: str) -> None:
     if abs(value) > limit:
         raise ProcessingError(
-            f"head {angle} is {value:.0f} degrees{note}, {name} allows at most {limit:.0f} "
+            f"head {angle} is {value:.1f} degrees{note}, {name} allows at most {limit:.0f} "
             "either way",
             code=f"liveness_{angle}_too_large",
         )

@@ -2,18 +2,21 @@
 
 Enroll a person, then recognise them::
 
+    from pathlib import Path
+
     from streams.apiclient import Candidates, Client, Reference
 
     with Client("http://127.0.0.1:5000", account_id="6d071cca-fda5-4a03-84d5-5bea65904480") as api:
         list_id = api.create_list(user_data="staff")
-        [face] = api.create_faces(open("alice.jpg", "rb").read(), list_ids=[list_id],
-                                  user_data="alice")
-        # Through the pipeline: the finished event carries each face's matches.
-        event = api.send_image(open("door.jpg", "rb").read(), list_ids=[list_id], wait=True)
-        best = event.best_match
-        # Or straight to the matcher, from that event's first face.
+        alice = Path("alice.jpg").read_bytes()
+        [face] = api.create_faces(alice, list_ids=[list_id], user_data="alice")
+        # Through the pipeline: the finished event carries each face's best matches.
+        event = api.send_image(Path("door.jpg").read_bytes(), list_ids=[list_id], wait=True)
+        if event.best_match:
+            print(event.best_match.user_data, event.best_match.similarity)
+        # Or ask the matcher directly, here about the event's first face.
         [result] = api.match([Reference.event(event.event_id)], Candidates(list_ids=[list_id]))
-        print(best and best.user_data, result.matches[0].similarity)
+        print([(m.user_data, m.similarity) for m in result.matches])
 
 `AsyncClient` has the same methods as coroutines. Every failure is an `ApiError`: the server's
 `{"error_code", "desc"}` with its status, or an `ApiConnectionError` (status 0) when no answer
@@ -165,7 +168,7 @@ class Event:
 class FaceList:
     list_id: str
     created_at: datetime
-    user_data: str = ""
+    user_data: str | None = None
     face_count: int | None = None
 
     @classmethod
@@ -173,7 +176,7 @@ class FaceList:
         return cls(
             list_id=data["list_id"],
             created_at=datetime.fromisoformat(data["created_at"]),
-            user_data=data.get("user_data") or "",
+            user_data=data.get("user_data"),
             face_count=data.get("face_count"),
         )
 

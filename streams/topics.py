@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -84,6 +85,27 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
                 await admin.create_topics(wanted)
             log.info("created topics: %s", ", ".join(t.name for t in wanted))
+            await _wait_for_leaders(admin, [t.name for t in wanted])
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30
+) -> None:
+    """New partitions answer NotLeader until elected; a consumer that asks too early keeps
+    retrying on stale metadata, so creation finishes only when every partition has a leader."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        if all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics {names} have partitions without a leader after {timeout}s")
+        await asyncio.sleep(0.1)

@@ -3,10 +3,11 @@
 Which version answers follows LUNA PLATFORM's tables (`liveness_version`); the licence is
 checked before the body is read, so a call the licence refuses costs no upload or decoding.
 
-Both versions run the same estimator (the two MiniFASNets averaged, the mean beating either
-alone) with the same thresholds (settings.liveness): what differs is the requirements each
-puts on the image and face (processors.liveness_requirements) and V1's `OS` parameter. The
-prediction is "real" when the probability and the quality both reach their thresholds.
+Both versions run the same estimator, the two MiniFASNets averaged as Silent-Face's own test.py
+combines them, with the same thresholds (settings.liveness): there is no evidence either model
+alone is better for one version. What differs is the requirements each puts on the image and
+face (processors.liveness_requirements) and V1's `OS` parameter. The prediction is "real" when
+the probability and the quality both reach their thresholds.
 """
 
 from __future__ import annotations

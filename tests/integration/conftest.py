@@ -167,6 +167,22 @@ class ApiProcess(WorkerProcess):
             stderr=subprocess.STDOUT,
         )
 
+    def wait_ready(self, timeout: float = 180.0, ready: str = "") -> None:
+        """Ready when /v1/health answers (after the directory of faces and lists is loaded)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API exited {self.process.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.origin}/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"API not ready in {timeout}s:\n{self.tail()}")
+
 
 @pytest.fixture(scope="session")
 def api(
@@ -174,7 +190,7 @@ def api(
 ) -> Iterator[ApiProcess]:
     process = ApiProcess(stack_env, tmp_path_factory.mktemp("api") / "api.log")
     try:
-        process.wait_ready(ready="Application startup complete")
+        process.wait_ready()
         yield process
         assert process.process.poll() is None, f"the API died:\n{process.tail()}"
     finally:

@@ -281,7 +281,12 @@ def grey(width: int, height: int) -> Image:
             "face is 1[2-3][0-9] px, Liveness V2",
         ),
         # YuNet's points flatten in-plane rotation: the image turned 40 degrees reads about 27.
-        (2, lambda t: rotated(t, -40), "liveness_roll_too_large", "head roll is 2[5-9] degrees"),
+        (
+            2,
+            lambda t: rotated(t, -40),
+            "liveness_roll_too_large",
+            r"head roll is 2[5-9]\.[0-9] degrees",
+        ),
         (1, lambda t: grey(640, 480), "no_face", "no face found"),
         (2, lambda t: grey(1280, 720), "no_face", "no face found"),
     ],

