@@ -308,3 +308,27 @@ def test_spec_and_docs_are_served(http: httpx.Client) -> None:
     assert page.status_code == 200 and "/v1/matcher/faces" in page.text
     missing = http.get("/v1/nothing-here")
     assert (missing.status_code, missing.json()["error_code"]) == (404, "route_not_found")
+
+
+def test_a_deleted_face_stops_matching_in_the_pipeline(
+    http: httpx.Client, johns: dict[str, list[bytes]]
+) -> None:
+    headers = account()
+    list_id, faces = enroll(http, headers, johns)
+    face_id = next(f for f, name in faces.items() if name == "John_Schneider")
+
+    def best(image: bytes) -> list[str]:
+        event = http.post(
+            "/v1/images",
+            headers=headers | JPEG,
+            content=image,
+            params={"list_id": list_id, "wait": 1, "timeout": 60},
+        ).json()
+        return [m["face_id"] for m in event["faces"][0]["matches"]]
+
+    assert best(johns["John_Schneider"][8])[0] == face_id
+    assert http.delete(f"/v1/faces/{face_id}", headers=headers).status_code == 204
+    deadline = time.monotonic() + 20  # the workers learn it from the faces topic
+    while face_id in best(johns["John_Schneider"][8]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert face_id not in best(johns["John_Schneider"][8])
