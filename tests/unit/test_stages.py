@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ OTHER_ACCOUNT = "0dde5158-e643-45a6-8a4d-ad42448a913b"
 LIST = "known"
 
 
-def image(data: bytes, *, account: str = ACCOUNT, **context: object) -> dict[str, object]:
+def image(data: bytes, *, account: str = ACCOUNT, **context: object) -> dict[str, Any]:
     import uuid
     from datetime import UTC, datetime
 
