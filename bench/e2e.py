@@ -142,7 +142,7 @@ def main() -> None:
             "FACESTREAM_KAFKA__TOPIC_PREFIX": f"bench{run}",
             "FACESTREAM_STORAGE__DATABASE": f"bench{run}",
             "FACESTREAM_WORKER__WEB_PORT": str(21000 + int(run[:4], 16) % 9000),
-            "FACESTREAM_WORKER__LOGGING_LEVEL": "WARNING",
+            "FACESTREAM_LOGGING__LEVEL": "WARNING",
         }
     )
     settings = Settings()

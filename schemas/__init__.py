@@ -34,6 +34,7 @@ MESSAGE_TYPES = (
     "List",
     "Sample",
     "DeadLetter",
+    "ConfigChange",
 )
 
 Record = dict[str, Any]

@@ -26,9 +26,9 @@ from sinks.types import Sink
 from streams import topics
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
-from streams.monitoring import create_monitor
+from streams.monitoring import Monitor
 from streams.reader import TopicReader
-from streams.settings import Settings
+from streams.settings import LiveSettings
 from streams.stages import (
     DetectStage,
     ExtractStage,
@@ -56,13 +56,15 @@ def _batches(
 class Pipeline:
     """Registers the agents of the chosen stages on a Faust app."""
 
-    def __init__(self, app: faust.App, settings: Settings, stages: Sequence[str]) -> None:
+    def __init__(self, app: faust.App, live: LiveSettings, stages: Sequence[str]) -> None:
         unknown = set(stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
         self.app = app
-        self.settings = settings
-        self.monitor = create_monitor(settings.influx_monitoring)
+        # Sections read once here need a restart to change (streams.settings.RESTART_SECTIONS);
+        # the stages read `live` for the rest.
+        self.settings = settings = live.current
+        self.monitor = Monitor(live)
         self.topics = {
             spec.suffix: app.topic(
                 topics.topic_name(settings.kafka, spec),
@@ -81,9 +83,12 @@ class Pipeline:
         models = ModelSet(
             settings.worker.models_dir, detection_threshold=settings.detection.score_threshold
         )
+        live.subscribe(
+            lambda old, new: models.set_detection_threshold(new.detection.score_threshold)
+        )
         batch = settings.worker.batch_size
         if "detect" in stages:
-            self._stage_agent(DetectStage(models, settings), topics.IMAGES, batch)
+            self._stage_agent(DetectStage(models, live), topics.IMAGES, batch)
         if "liveness" in stages:
             self._stage_agent(LivenessStage(models), topics.DETECTIONS, batch)
         if "extract" in stages:
@@ -91,10 +96,10 @@ class Pipeline:
             self._stage_agent(ExtractStage(models, lambda: version), topics.LIVENESS, batch)
         if "match" in stages:
             app.task(self._follow_gallery)
-            self._stage_agent(MatchStage(self.gallery, settings), topics.DESCRIPTORS, batch)
+            self._stage_agent(MatchStage(self.gallery, live), topics.DESCRIPTORS, batch)
         if "store" in stages:
             self._store_agents()
-        app.timer(settings.influx_monitoring.flushing_period)(self.monitor.flush)
+        app.timer(Monitor.TICK_S)(self.monitor.tick)
 
     # -- stage agents ---------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from streams.settings import get_settings
+from streams.settings import Settings, get_settings
 
 log = logging.getLogger("facestream")
+ARGV: list[str] = []  # this command's arguments, to start it again after a restart
 
 DEFAULT_ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
 
@@ -62,41 +63,31 @@ def _topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload_options(args: argparse.Namespace) -> None:
+    """Passed on by environment, so processes started for this one follow them too."""
+    from streams.run import PULLING_ENV, RELOAD_ENV
+
+    if args.config_reload:
+        os.environ[RELOAD_ENV] = "1"
+    if args.pulling_time is not None:
+        os.environ[PULLING_ENV] = str(args.pulling_time)
+
+
 def _worker(args: argparse.Namespace) -> int:
-    import faust
+    from streams.agents import STAGES
+    from streams.run import run_worker
 
-    from streams.agents import STAGES, Pipeline
-    from streams.app import create_app
-    from streams.topics import ensure_topics
-
-    settings = get_settings()
+    _reload_options(args)
     stages = args.stages.split(",") if args.stages else list(STAGES)
-    asyncio.run(ensure_topics(settings.kafka))
-    app = create_app(settings)
-    Pipeline(app, settings, stages)
-    log.info("worker starting: stages %s", ", ".join(stages))
-    worker = faust.Worker(
-        app,
-        loglevel=settings.worker.logging_level.lower(),
-        redirect_stdouts=False,
-    )
-    worker.execute_from_commandline()
-    return 0
+    return run_worker(stages, ARGV)
 
 
 def _api(args: argparse.Namespace) -> int:
-    import uvicorn
+    from streams.run import run_api
 
+    _reload_options(args)
     api = get_settings().api
-    uvicorn.run(
-        "streams.api.app:app_from_environment",
-        factory=True,
-        host=args.host or api.host,
-        port=args.port or api.port,
-        workers=args.workers,
-        log_level=get_settings().worker.logging_level.lower(),
-    )
-    return 0
+    return run_api(args.host or api.host, args.port or api.port, args.workers, ARGV)
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -185,6 +176,67 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(get_settings(), args.testdata, timeout=args.timeout))
 
 
+def _config(args: argparse.Namespace) -> int:
+    import json
+
+    from streams import config
+    from streams.topics import ensure_topics
+
+    settings = Settings()
+    asyncio.run(ensure_topics(settings.kafka))
+    if args.action == "history":
+        for change in asyncio.run(config.history(settings, args.section)):
+            values = change["values_json"] or "(reset to default)"
+            print(f"{change['changed_at']:%Y-%m-%d %H:%M:%S}  {change['author'] or '?'}  {values}")
+        return 0
+    state = asyncio.run(config.read_state(settings))
+    if args.action in ("set", "reset"):
+        if args.action == "set":
+            values = {
+                **state.overrides.get(args.section, {}),
+                **config.parse_assignments(args.values),
+            }
+            others = {k: v for k, v in state.overrides.items() if k != args.section}
+            try:
+                config.validated(args.section, values, others)
+            except config.ConfigError as error:
+                print(f"refused: {error}", file=sys.stderr)
+                return 2
+        else:
+            values = None
+        asyncio.run(config.publish(settings, args.section, values))
+        print(f"{args.section}: {'reset to default' if values is None else json.dumps(values)}")
+        return 0
+    effective = config.hide_secrets(state.settings().model_dump(mode="json"))
+    if args.action == "get":
+        if args.section not in effective:
+            print(f"unknown section {args.section!r}", file=sys.stderr)
+            return 2
+        effective = {args.section: effective[args.section]}
+    for section, values in effective.items():
+        origin = "config topic" if section in state.overrides else "defaults/file/environment"
+        print(f"[{section}]  ({origin})")
+        for key, value in values.items():
+            print(f"  {key} = {json.dumps(value)}")
+    for section, reason in state.rejected.items():
+        print(f"REFUSED on the config topic, {section}: {reason}")
+    return 1 if state.rejected else 0
+
+
+def _reload_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config-reload",
+        action="store_true",
+        help="follow the config topic and apply changes while running (restarting gracefully "
+        "for sections that need it)",
+    )
+    command.add_argument(
+        "--pulling-time",
+        type=float,
+        help="seconds between checks of the config topic (default 10; 0 = at once)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="facestream",
@@ -215,6 +267,28 @@ def parser() -> argparse.ArgumentParser:
     )
     topics_cmd.add_parser("create", help="create missing topics").set_defaults(run=_topics_create)
 
+    config_cmd = sub.add_parser(
+        "config", help="settings on the config topic (they win over file and environment)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_cmd.add_parser("show", help="the effective settings, secrets hidden").set_defaults(
+        run=_config
+    )
+    get = config_cmd.add_parser("get", help="one section's effective values")
+    get.add_argument("section")
+    get.set_defaults(run=_config)
+    set_ = config_cmd.add_parser(
+        "set", help="change keys of a section, e.g. `config set match threshold_v1=0.5`"
+    )
+    set_.add_argument("section")
+    set_.add_argument("values", nargs="+", metavar="KEY=VALUE")
+    set_.set_defaults(run=_config)
+    reset = config_cmd.add_parser("reset", help="a section back to its default (a tombstone)")
+    reset.add_argument("section")
+    reset.set_defaults(run=_config)
+    history = config_cmd.add_parser("history", help="every change of a section")
+    history.add_argument("section")
+    history.set_defaults(run=_config)
+
     worker = sub.add_parser(
         "worker",
         help="run pipeline stages (all by default); start several to share partitions",
@@ -222,12 +296,14 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--stages", help="comma-separated: detect,liveness,extract,match,store (default: all)"
     )
+    _reload_arguments(worker)
     worker.set_defaults(run=_worker)
 
     api = sub.add_parser("api", help="serve the HTTP API (docs at /v1/docs)")
     api.add_argument("--host", help="address to bind (default: FACESTREAM_API__HOST)")
     api.add_argument("--port", type=int, help="port (default: FACESTREAM_API__PORT, 5000)")
     api.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    _reload_arguments(api)
     api.set_defaults(run=_api)
 
     send = sub.add_parser("send", help="send image files or folders through the pipeline")
@@ -299,8 +375,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    level = os.environ.get("FACESTREAM_WORKER__LOGGING_LEVEL", "INFO")
+    level = os.environ.get("FACESTREAM_LOGGING__LEVEL", "INFO")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ARGV[:] = sys.argv[1:] if argv is None else argv
     if args.command == "worker":
         # Faust's Worker parses sys.argv itself; give it only the program name.
         sys.argv = sys.argv[:1]

@@ -46,6 +46,11 @@ class ModelSet:
             )
         return self._liveness
 
+    def set_detection_threshold(self, threshold: float) -> None:
+        self.detection_threshold = threshold
+        if isinstance(self._detector, YuNetDetector):
+            self._detector.score_threshold = threshold
+
     def extractor(self, version: int) -> DescriptorExtractor:
         if version not in self._extractors:
             name = registry.DESCRIPTOR_VERSIONS.get(version)

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 from sinks.influx import InfluxTarget, InfluxWriter
-from streams.settings import InfluxMonitoringSettings
+from streams.settings import InfluxMonitoringSettings, LiveSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,45 @@ class StageCounters:
     latency_ms_max: float = 0.0
 
 
-class Monitor:
-    """Stages `record` into it; `flush` writes one point per stage that saw traffic."""
+def influx_target(settings: InfluxMonitoringSettings) -> InfluxTarget:
+    return InfluxTarget(
+        host=settings.host,
+        port=settings.port,
+        use_ssl=settings.use_ssl,
+        database=settings.database,
+        organization=settings.organization,
+        bucket=settings.bucket,
+        token=settings.token,
+        version=settings.version,
+    )
 
-    def __init__(self, writer: InfluxWriter | None) -> None:
-        self.writer = writer
+
+class Monitor:
+    """Stages `record` into it; `tick` (often) flushes one point per stage that saw traffic once
+    the current flushing period has passed. Follows INFLUX_MONITORING changes live."""
+
+    TICK_S = 0.25
+
+    def __init__(self, live: LiveSettings) -> None:
+        self.live = live
         self.host = socket.gethostname()
         self.worker = f"{self.host}-{os.getpid()}"  # several workers may share a host
+        self.writer = self._writer(live.current.influx_monitoring)
         self._counters: dict[str, StageCounters] = {}
+        self._last_flush = time.monotonic()
+        live.subscribe(self._on_settings)
+
+    @staticmethod
+    def _writer(settings: InfluxMonitoringSettings) -> InfluxWriter | None:
+        if not settings.send_data_for_monitoring:
+            return None
+        target = influx_target(settings)
+        log.info("monitoring points go to InfluxDB at %s", target.base_url)
+        return InfluxWriter(target)
+
+    def _on_settings(self, old: Settings, new: Settings) -> None:
+        if old.influx_monitoring != new.influx_monitoring:
+            self.writer = self._writer(new.influx_monitoring)
 
     def record(self, stage: str, processed: int, errors: int, seconds: float) -> None:
         counters = self._counters.setdefault(stage, StageCounters())
@@ -41,13 +73,22 @@ class Monitor:
         counters.latency_ms_sum += seconds * 1000.0
         counters.latency_ms_max = max(counters.latency_ms_max, per_message_ms)
 
+    async def tick(self) -> int:
+        period = self.live.current.influx_monitoring.flushing_period
+        if time.monotonic() - self._last_flush < period:
+            return 0
+        self._last_flush = time.monotonic()
+        return await self.flush()
+
     async def flush(self) -> int:
-        if self.writer is None or not self._counters:
+        writer = self.writer
+        if writer is None or not self._counters:
+            self._counters.clear()
             return 0
         counters, self._counters = self._counters, {}
         for stage, c in counters.items():
             handled = max(c.processed + c.errors, 1)
-            self.writer.add(
+            writer.add(
                 "facestream_stage",
                 {"stage": stage, "host": self.host, "worker": self.worker},
                 {
@@ -59,21 +100,4 @@ class Monitor:
                 },
             )
         # The HTTP post runs off the event loop so a slow InfluxDB never stalls a stage.
-        return await asyncio.to_thread(self.writer.flush)
-
-
-def create_monitor(settings: InfluxMonitoringSettings) -> Monitor:
-    if not settings.send_data_for_monitoring:
-        return Monitor(None)
-    target = InfluxTarget(
-        host=settings.host,
-        port=settings.port,
-        use_ssl=settings.use_ssl,
-        database=settings.database,
-        organization=settings.organization,
-        bucket=settings.bucket,
-        token=settings.token,
-        version=settings.version,
-    )
-    log.info("monitoring points go to InfluxDB at %s", target.base_url)
-    return Monitor(InfluxWriter(target))
+        return await asyncio.to_thread(writer.flush)

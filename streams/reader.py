@@ -18,37 +18,51 @@ from streams.settings import Settings
 Record = dict[str, Any]
 
 
-async def partitions_of(settings: Settings, name: str) -> list[TopicPartition]:
+async def partitions_of(settings: Settings, name: str, wait_s: float = 10) -> list[TopicPartition]:
+    """The topic's partitions; a topic created a moment ago may take a little while to show."""
     admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers(settings.kafka))
     await admin.start()
+    deadline = time.monotonic() + wait_s
     try:
-        (described,) = await admin.describe_topics([name])
+        while True:
+            (described,) = await admin.describe_topics([name])
+            if not described["error_code"] and described["partitions"]:
+                return [TopicPartition(name, p["partition"]) for p in described["partitions"]]
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"topic {name} is not available (Kafka error {described['error_code']})"
+                )
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
-    if described["error_code"]:
-        raise RuntimeError(f"topic {name} is not available (Kafka error {described['error_code']})")
-    return [TopicPartition(name, p["partition"]) for p in described["partitions"]]
 
 
 class TopicReader:
     """Decoded (key, value) pairs of one topic; a None value is a tombstone. Starts at the end
     (only what comes after `async with`) or at the beginning."""
 
-    def __init__(self, settings: Settings, spec: topics.TopicSpec, from_beginning: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        spec: topics.TopicSpec,
+        from_beginning: bool = False,
+        raw: bool = False,
+    ) -> None:
         self.settings = settings
         self.name = topics.topic_name(settings.kafka, spec)
-        self._codec = schemas.codec(spec.schema)
+        # raw: values come as the bytes on the topic, for a reader that must survive garbage.
+        self._codec = None if raw else schemas.codec(spec.schema)
         self._from_beginning = from_beginning
         self._end: dict[TopicPartition, int] = {}
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=topics.bootstrap_servers(settings.kafka),
-            group_id=None,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=settings.kafka.max_message_bytes,
-        )
 
     async def __aenter__(self) -> Self:
         partitions = await partitions_of(self.settings, self.name)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
+        )
         await self._consumer.start()
         self._consumer.assign(partitions)
         if self._from_beginning:
@@ -65,24 +79,27 @@ class TopicReader:
     ) -> None:
         await self._consumer.stop()
 
-    async def read(self, timeout: float = 0.5) -> list[tuple[str | None, Record | None]]:
+    async def read(self, timeout: float = 0.5) -> list[tuple[str | None, Any]]:
         return [(key, value) for key, value, _ in await self.read_with_offsets(timeout)]
 
-    async def read_with_offsets(
-        self, timeout: float = 0.5
-    ) -> list[tuple[str | None, Record | None, int]]:
+    async def read_with_offsets(self, timeout: float = 0.5) -> list[tuple[str | None, Any, int]]:
         """(key, value, offset); a key's messages all sit in one partition, so its offsets order
         its versions."""
         batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=1000)
         return [
             (
                 None if m.key is None else m.key.decode(),
-                None if m.value is None else self._codec.decode(m.value),
+                self._value(m.value),
                 m.offset,
             )
             for records in batch.values()
             for m in records
         ]
+
+    def _value(self, value: bytes | None) -> Any:
+        if value is None or self._codec is None:
+            return value
+        return self._codec.decode(value)
 
     async def caught_up(self) -> bool:
         """True once everything that was in the topic at the start has been read."""

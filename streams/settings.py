@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 MiB = 1024 * 1024
 
@@ -129,10 +136,19 @@ class WorkerSettings(Section):
         )
     )
     web_port: int = Field(16066, ge=1, le=65535, description="Faust's own web port")
-    logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="applied at once, without a restart"
+    )
 
 
 class Settings(BaseSettings):
+    """Sources, the later winning: defaults, the file named by FACESTREAM_CONFIG_FILE (YAML or
+    JSON, one mapping per section), the environment (FACESTREAM_SECTION__KEY), then the values
+    given to the constructor, which is how the config topic's sections come in."""
+
     model_config = SettingsConfigDict(
         env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
@@ -149,8 +165,54 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     influx_monitoring: InfluxMonitoringSettings = InfluxMonitoringSettings()
     worker: WorkerSettings = WorkerSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get(CONFIG_FILE_ENV)
+        if not path:
+            return init_settings, env_settings
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{CONFIG_FILE_ENV}={path}: no such file")
+        file: PydanticBaseSettingsSource = (
+            JsonConfigSettingsSource(settings_cls, json_file=path)
+            if path.endswith(".json")
+            else YamlConfigSettingsSource(settings_cls, yaml_file=path)
+        )
+        return init_settings, env_settings, file
+
+
+CONFIG_FILE_ENV = "FACESTREAM_CONFIG_FILE"
+SECTIONS = tuple(Settings.model_fields)
+# Sections a running process cannot take over live: it restarts (gracefully) to apply them.
+RESTART_SECTIONS = frozenset({"kafka", "storage", "descriptor", "worker", "api"})
+SECRETS = {"influx_monitoring": ("token",), "storage": ("clickhouse_url",)}
 
 
 @cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class LiveSettings:
+    """The settings a running process uses now; the config follower swaps them, and listeners
+    (log level, detector threshold, monitoring target) apply what changed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+        self._listeners: list[Callable[[Settings, Settings], None]] = []
+
+    def subscribe(self, listener: Callable[[Settings, Settings], None]) -> None:
+        self._listeners.append(listener)
+
+    def update(self, new: Settings) -> None:
+        old, self.current = self.current, new
+        for listener in self._listeners:
+            listener(old, new)

@@ -24,7 +24,7 @@ from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, LivenessResult
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
-from streams.settings import DetectionSettings, Settings
+from streams.settings import DetectionSettings, LiveSettings, MatchSettings, Settings
 
 Record = dict[str, Any]
 Output = Literal["detections", "samples", "liveness", "descriptors", "matches", "events", "faces"]
@@ -122,23 +122,22 @@ class DetectStage:
     name = "detect"
     compute_bound = True
 
-    def __init__(self, models: ModelSet, settings: Settings) -> None:
+    def __init__(self, models: ModelSet, live: LiveSettings) -> None:
         self.models = models
-        self.settings = settings
+        self.live = live
 
     def run(self, records: Sequence[Record]) -> list[Result]:
-        return [self._one(record) for record in records]
+        settings = self.live.current  # one batch, one version of the settings
+        return [self._one(record, settings) for record in records]
 
-    def _one(self, record: Record) -> Result:
+    def _one(self, record: Record, settings: Settings) -> Result:
         started = time.perf_counter()
-        limits = self.settings.image
+        limits = settings.image
         try:
             data = read_image_bytes(record, limits.max_bytes)
             image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
             enroll = record["context"]["enroll"] is not None
-            faces = select_faces(
-                self.models.detector.detect(image), self.settings.detection, enroll
-            )
+            faces = select_faces(self.models.detector.detect(image), settings.detection, enroll)
         except ProcessingError as error:
             return Result(error=error)
         context = record["context"]
@@ -282,14 +281,15 @@ class MatchStage:
     name = "match"
     compute_bound = False
 
-    def __init__(self, gallery: GalleryIndex, settings: Settings) -> None:
+    def __init__(self, gallery: GalleryIndex, live: LiveSettings) -> None:
         self.gallery = gallery
-        self.settings = settings
+        self.live = live
 
     def run(self, records: Sequence[Record]) -> list[Result]:
-        return [self._one(record) for record in records]
+        match = self.live.current.match
+        return [self._one(record, match) for record in records]
 
-    def _one(self, record: Record) -> Result:
+    def _one(self, record: Record, match: MatchSettings) -> Result:
         started = time.perf_counter()
         context = record["context"]
         version = record["descriptor_version"]
@@ -309,8 +309,8 @@ class MatchStage:
                     version,
                     np.frombuffer(face["descriptor"], dtype="<f4"),
                     list_ids=context["list_ids"],
-                    limit=self.settings.match.limit,
-                    threshold=self.settings.match.threshold(version),
+                    limit=match.limit,
+                    threshold=match.threshold(version),
                 )
             faces.append({**face, "matches": matches, "enrolled_face_id": enrolled})
         timed = _timed(context, self.name, started)

@@ -11,7 +11,7 @@ from processors.errors import ProcessingError
 from streams import topics
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
-from streams.settings import Settings
+from streams.settings import LiveSettings, Settings
 from streams.stages import (
     DetectStage,
     ExtractStage,
@@ -26,12 +26,13 @@ from streams.stages import (
 class InMemoryPipeline:
     def __init__(self, models: ModelSet, settings: Settings) -> None:
         self.gallery = GalleryIndex()
+        self.live = LiveSettings(settings)
         version = settings.descriptor.default_face_descriptor_version
         self.chain: list[tuple[Stage, str]] = [
-            (DetectStage(models, settings), "detections"),
+            (DetectStage(models, self.live), "detections"),
             (LivenessStage(models), "liveness"),
             (ExtractStage(models, lambda: version), "descriptors"),
-            (MatchStage(self.gallery, settings), "events"),
+            (MatchStage(self.gallery, self.live), "events"),
         ]
         self.sink: dict[str, list[tuple[str | None, Record]]] = defaultdict(list)
         self.errors: list[ProcessingError] = []

@@ -31,6 +31,8 @@ EVENTS = TopicSpec("events", "Event")
 FACES = TopicSpec("faces", "Face", compacted=True)
 SAMPLES = TopicSpec("samples", "Sample", compacted=True)
 LISTS = TopicSpec("lists", "List", compacted=True)
+CONFIG = TopicSpec("config", "ConfigChange", compacted=True)
+CONFIG_HISTORY = TopicSpec("config_history", "ConfigChange")
 DEAD_LETTERS = TopicSpec("dead_letters", "DeadLetter")
 
 ALL = (

@@ -11,7 +11,8 @@ from starlette.routing import BaseRoute
 from streams.api import docs, events, faces, ingest, lists, liveness, matcher
 from streams.api.errors import HANDLERS
 from streams.api.services import Services
-from streams.settings import Settings, get_settings
+from streams.run import live_settings
+from streams.settings import LiveSettings
 
 ROUTES: list[BaseRoute] = [
     *ingest.routes,
@@ -24,8 +25,8 @@ ROUTES: list[BaseRoute] = [
 ]
 
 
-def create_app(settings: Settings) -> Starlette:
-    services = Services.create(settings)
+def create_app(live: LiveSettings) -> Starlette:
+    services = Services.create(live)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -41,5 +42,5 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def app_from_environment() -> Starlette:
-    """For `uvicorn --factory` (one per API process)."""
-    return create_app(get_settings())
+    """For `uvicorn --factory` (one per API process): every source, the config topic winning."""
+    return create_app(live_settings())

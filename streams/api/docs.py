@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from streams.api.requests import account_id
+
 SPEC_PATH = Path(__file__).with_name("openapi.yml")
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -96,7 +98,17 @@ async def health(request: Request) -> JSONResponse:
     )
 
 
+async def effective_settings(request: Request) -> JSONResponse:
+    """The settings this process uses now, secrets hidden."""
+    from streams.config import hide_secrets
+
+    account_id(request)
+    services = request.app.state.services
+    return JSONResponse(hide_secrets(services.settings.model_dump(mode="json")))
+
+
 routes = [
+    Route("/v1/settings", effective_settings, methods=["GET"]),
     Route("/v1/openapi.yml", openapi_yaml, methods=["GET"]),
     Route("/v1/docs", docs_page, methods=["GET"]),
     Route("/v1/health", health, methods=["GET"]),

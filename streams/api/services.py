@@ -21,7 +21,8 @@ from streams.client import ImageProducer
 from streams.directory import Directory
 from streams.models import ModelSet
 from streams.reader import TopicReader
-from streams.settings import Settings
+from streams.run import follower
+from streams.settings import LiveSettings, Settings
 
 Record = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class EventWaiter:
 
 @dataclass
 class Services:
-    settings: Settings
+    live: LiveSettings
     models: ModelSet
     images: ImageProducer
     producer: AIOKafkaProducer
@@ -61,11 +62,21 @@ class Services:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clickhouse_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one query at a time
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force now (they change under --config-reload)."""
+        return self.live.current
+
     @classmethod
-    def create(cls, settings: Settings) -> Services:
+    def create(cls, live: LiveSettings) -> Services:
+        settings = live.current
+        models = ModelSet(settings.worker.models_dir, settings.detection.score_threshold)
+        live.subscribe(
+            lambda old, new: models.set_detection_threshold(new.detection.score_threshold)
+        )
         return cls(
-            settings=settings,
-            models=ModelSet(settings.worker.models_dir, settings.detection.score_threshold),
+            live=live,
+            models=models,
             images=ImageProducer(settings),
             producer=AIOKafkaProducer(
                 bootstrap_servers=topics.bootstrap_servers(settings.kafka),
@@ -82,6 +93,9 @@ class Services:
             asyncio.create_task(self.directory.follow(self.settings), name="directory"),
             asyncio.create_task(self.waiter.follow(self.settings), name="events"),
         ]
+        config = follower(self.live)
+        if config is not None:
+            self._tasks.append(asyncio.create_task(config.run(), name="config"))
         await asyncio.wait_for(self.directory.ready.wait(), timeout=60)
 
     async def stop(self) -> None:
