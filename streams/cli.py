@@ -75,11 +75,29 @@ def _reload_options(args: argparse.Namespace) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     from streams.agents import STAGES
-    from streams.run import run_worker
+    from streams.run import SUPERVISED_ENV, run_worker
 
     _reload_options(args)
+    count = args.workers or get_settings().worker.worker_count
+    if count > 1 and os.environ.get(SUPERVISED_ENV) != "1":
+        from streams.supervisor import run_workers
+
+        # The reload options travel by environment; only the stages need passing on.
+        return run_workers(count, ["--stages", args.stages] if args.stages else [])
     stages = args.stages.split(",") if args.stages else list(STAGES)
     return run_worker(stages, ARGV)
+
+
+def _worker_count(text: str) -> int:
+    """Bounded as the setting is."""
+    from pydantic import ValidationError
+
+    from streams.settings import WorkerSettings
+
+    try:
+        return WorkerSettings.model_validate({"worker_count": text}).worker_count
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(f"{text}: {error.errors()[0]['msg']}") from error
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -295,6 +313,13 @@ def parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--stages", help="comma-separated: detect,liveness,extract,match,store (default: all)"
+    )
+    worker.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="worker processes, restarted when they fail (default: FACESTREAM_WORKER__"
+        "WORKER_COUNT, 1; at most 64)",
     )
     _reload_arguments(worker)
     worker.set_defaults(run=_worker)

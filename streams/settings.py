@@ -136,6 +136,13 @@ class WorkerSettings(Section):
         )
     )
     web_port: int = Field(16066, ge=1, le=65535, description="Faust's own web port")
+    worker_count: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="worker processes `facestream worker` runs (WORKER_COUNT); they share "
+        "the topics' partitions through one consumer group",
+    )
 
 
 class LoggingSettings(Section):

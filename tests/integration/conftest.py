@@ -90,17 +90,11 @@ def influx_query(env: dict[str, str], query: str, database: str | None) -> Any:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log: Path, stages: str | None = None) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.log = log
         self._file = log.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "worker",
-                *(["--stages", stages] if stages else []),
-            ],
+            [sys.executable, "-m", "streams.cli", "worker", *args],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=self._file,
@@ -154,13 +148,13 @@ def free_port() -> int:
 class ApiProcess(WorkerProcess):
     """`facestream api` on a free port, with the same settings as the worker."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._file = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "api", "--port", str(self.port)],
+            [sys.executable, "-m", "streams.cli", "api", "--port", str(self.port), *args],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=self._file,

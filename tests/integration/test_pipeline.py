@@ -223,7 +223,7 @@ async def test_two_workers_share_the_partitions(
     tmp_path: Path,
 ) -> None:
     """A second worker running only detection joins the group and takes part of its work."""
-    second = WorkerProcess(stack_env, tmp_path / "second.log", stages="detect")
+    second = WorkerProcess(stack_env, tmp_path / "second.log", "--stages", "detect")
     try:
         second.wait_ready(ready="Worker]: Ready")
         images = [p.read_bytes() for files in people(testdata_dir).values() for p in files[:6]]
