@@ -27,6 +27,7 @@ from streams.settings import RESTART_SECTIONS, SECTIONS, LiveSettings, Settings
 log = logging.getLogger(__name__)
 
 RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: "run me again", for the supervisor
+SHUTDOWN_EXIT_CODE = 78  # EX_CONFIG: the settings cannot work; the supervisor stops them all
 CHECK_ATTEMPTS = 5
 CHECK_INTERVAL_S = 5.0
 

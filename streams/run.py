@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from streams.config import read_state
-from streams.reload import RESTART_EXIT_CODE, ConfigFollower, ProcessControl, apply_logging_level
+from streams.reload import (
+    RESTART_EXIT_CODE,
+    SHUTDOWN_EXIT_CODE,
+    ConfigFollower,
+    ProcessControl,
+    apply_logging_level,
+)
 from streams.settings import LiveSettings, Settings
 from streams.topics import ensure_topics
 
@@ -60,7 +66,7 @@ def finish(argv: Sequence[str]) -> int:
             return RESTART_EXIT_CODE  # the supervisor starts it again
         log.warning("starting again with the new settings")
         os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *argv])
-    return 1 if CONTROL.shutdown_requested else 0
+    return SHUTDOWN_EXIT_CODE if CONTROL.shutdown_requested else 0
 
 
 def run_worker(stages: Sequence[str], argv: Sequence[str]) -> int:

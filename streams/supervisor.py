@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from streams.reload import RESTART_EXIT_CODE
+from streams.reload import RESTART_EXIT_CODE, SHUTDOWN_EXIT_CODE
 from streams.run import SUPERVISED_ENV
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class _Supervisor:
         self.backoff_s = backoff_s
         self.stop_timeout_s = stop_timeout_s
         self.signals: list[int] = []  # received, not yet forwarded
+        self.exit_code = 0
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals.append(signum)  # forwarded by the loop, which knows every live process
@@ -73,7 +74,7 @@ class _Supervisor:
             if stopping_since is not None:
                 if all(slot.process is None for slot in self.slots):
                     log.info("all workers stopped")
-                    return 0
+                    return self.exit_code
                 if now - stopping_since > self.stop_timeout_s:
                     return self._kill_remaining()
             time.sleep(POLL_S)
@@ -99,15 +100,21 @@ class _Supervisor:
         if stopping:
             log.info("worker %d (pid %d) %s", slot.index, pid, _describe(code))
             return
+        if code == SHUTDOWN_EXIT_CODE:  # its new settings cannot work: nor can its siblings'
+            log.critical(
+                "worker %d (pid %d) shut down on its settings: stopping all", slot.index, pid
+            )
+            self.exit_code = SHUTDOWN_EXIT_CODE
+            self.signals.append(signal.SIGTERM)
+            return
+        if uptime >= MAX_BACKOFF_S:  # it had been running well: a fresh count
+            slot.failures = 0
         # At once, though not twice within a backoff: a process that keeps exiting 0 at start
         # (a crash reported as a clean stop) would otherwise be restarted in a tight loop.
         if code in (0, RESTART_EXIT_CODE) and now - slot.last_quick_restart >= self.backoff_s:
             log.info("worker %d (pid %d) %s: starting it again", slot.index, pid, _describe(code))
             slot.last_quick_restart = slot.start_at = now
-            slot.failures = 0
             return
-        if uptime >= MAX_BACKOFF_S:  # it had been running well: a fresh count
-            slot.failures = 0
         slot.failures += 1
         delay = min(self.backoff_s * 2 ** (slot.failures - 1), MAX_BACKOFF_S)
         slot.start_at = now + delay

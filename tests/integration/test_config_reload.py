@@ -22,6 +22,7 @@ from sinks.clickhouse import DriverClient
 from streams import topics
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.reader import TopicReader
+from streams.reload import SHUTDOWN_EXIT_CODE
 from streams.settings import Settings
 from tests.integration.conftest import REPO, ApiProcess, WorkerProcess, free_port
 
@@ -197,6 +198,6 @@ def test_an_unreachable_new_clickhouse_is_retried_then_the_worker_shuts_down(
     assert deployment.config("set", "storage", f"clickhouse_url={closed}").returncode == 0
     assert log_has(running, "attempt 1 of 5")
     assert running.process.poll() is None  # the old settings still run meanwhile
-    assert running.process.wait(60) == 1
+    assert running.process.wait(60) == SHUTDOWN_EXIT_CODE
     text = running.log.read_text()
     assert "attempt 5 of 5" in text and "shutting down" in text
