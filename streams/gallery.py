@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from processors.matcher import Gallery
 
 Record = dict[str, Any]
