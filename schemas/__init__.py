@@ -35,6 +35,7 @@ MESSAGE_TYPES = (
     "Sample",
     "DeadLetter",
     "ConfigChange",
+    "Reextraction",
 )
 
 Record = dict[str, Any]

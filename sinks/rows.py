@@ -113,5 +113,22 @@ def face_rows(face_id: str, face: Record | None, now: datetime) -> tuple[Record,
     return row, descriptors
 
 
+def reextraction_row(record: Record, now: datetime) -> Record | None:
+    """The descriptors row of a re-extracted event sample (face samples arrive as faces)."""
+    if record["event_id"] is None or record["descriptor"] is None:
+        return None
+    return {
+        "account_id": record["account_id"],
+        "owner_kind": "event",
+        "owner_id": record["event_id"],
+        "face_index": record["face_index"],
+        "sample_id": record["sample_id"],
+        "descriptor_version": record["version"],
+        "descriptor": descriptor_values(record["descriptor"]),
+        "created_at": record["processed_at"],
+        "inserted_at": now,
+    }
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

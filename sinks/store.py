@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from sinks.rows import event_rows, face_rows, utc_now
+from sinks.rows import event_rows, face_rows, reextraction_row, utc_now
 from sinks.types import ClickHouseClient
 
 Record = dict[str, Any]
@@ -73,6 +73,26 @@ class FaceSink:
             descriptors.extend(described)
         self._client.insert(f"{self._db}.descriptors", descriptors)
         self._client.insert(f"{self._db}.faces", faces)
+        count = len(self._pending)
+        self._pending.clear()
+        return count
+
+
+class ReextractionSink:
+    """Writes the new descriptors of re-extracted event samples beside the old ones."""
+
+    def __init__(self, client: ClickHouseClient, database: str) -> None:
+        self._client = client
+        self._db = database
+        self._pending: list[Record] = []
+
+    def add(self, item: Record) -> None:
+        self._pending.append(item)
+
+    def flush(self) -> int:
+        now = utc_now()
+        rows = [row for item in self._pending if (row := reextraction_row(item, now)) is not None]
+        self._client.insert(f"{self._db}.descriptors", rows)
         count = len(self._pending)
         self._pending.clear()
         return count

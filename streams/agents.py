@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -21,7 +21,7 @@ import schemas
 from processors.errors import ProcessingError
 from sinks.clickhouse import connect
 from sinks.migrate import upgrade
-from sinks.store import EventSink, FaceSink
+from sinks.store import EventSink, FaceSink, ReextractionSink
 from sinks.types import Sink
 from streams import topics
 from streams.gallery import GalleryIndex
@@ -249,38 +249,42 @@ class Pipeline:
         )
         # One thread owns the client: chDB and the native driver are not for concurrent use.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
-        events_codec, faces_codec = schemas.codec("Event"), schemas.codec("Face")
 
-        async def store(stream: faust.StreamT[bytes], sink: Sink[Any], name: str) -> None:
-            async for events in _batches(stream, storage.batch_size, storage.flush_interval_s):
-                started = time.perf_counter()
-                failed = 0
-                for event in events:
-                    try:
-                        sink.add(self._storable(name, event, events_codec, faces_codec))
-                    except schemas.SchemaError as error:
-                        failed += 1
-                        await self._dead_letter(name, event, error.code, str(error), None)
-                written = await asyncio.get_running_loop().run_in_executor(executor, sink.flush)
-                self.monitor.record(name, written, failed, time.perf_counter() - started)
+        def value(schema: str) -> Callable[[EventT], Any]:
+            codec = schemas.codec(schema)
+            return lambda event: codec.decode(event.value)
 
-        event_sink = EventSink(client, storage.database)
-        face_sink = FaceSink(client, storage.database)
+        def keyed_face(event: EventT) -> tuple[str, Record | None]:
+            face_id = bytes(event.key or b"").decode()  # a None value is a deleted face
+            return face_id, None if event.value is None else schemas.codec("Face").decode(
+                event.value
+            )
 
-        async def store_events(stream: faust.StreamT[bytes]) -> None:
-            await store(stream, event_sink, "store_events")
+        stores: list[tuple[str, Sink[Any], Callable[[EventT], Any]]] = [
+            ("events", EventSink(client, storage.database), value("Event")),
+            ("faces", FaceSink(client, storage.database), keyed_face),
+            ("reextractions", ReextractionSink(client, storage.database), value("Reextraction")),
+        ]
+        for source, sink, storable in stores:
+            name = f"store_{source}"
 
-        async def store_faces(stream: faust.StreamT[bytes]) -> None:
-            await store(stream, face_sink, "store_faces")
+            async def store(
+                stream: faust.StreamT[bytes],
+                sink: Sink[Any] = sink,
+                storable: Callable[[EventT], Any] = storable,
+                name: str = name,
+            ) -> None:
+                async for events in _batches(stream, storage.batch_size, storage.flush_interval_s):
+                    started = time.perf_counter()
+                    failed = 0
+                    for event in events:
+                        try:
+                            sink.add(storable(event))
+                        except schemas.SchemaError as error:
+                            failed += 1
+                            await self._dead_letter(name, event, error.code, str(error), None)
+                    loop = asyncio.get_running_loop()
+                    written = await loop.run_in_executor(executor, sink.flush)
+                    self.monitor.record(name, written, failed, time.perf_counter() - started)
 
-        self.app.agent(self.topics["events"], name="facestream.store_events")(store_events)
-        self.app.agent(self.topics["faces"], name="facestream.store_faces")(store_faces)
-
-    @staticmethod
-    def _storable(
-        name: str, event: EventT, events_codec: schemas.Codec, faces_codec: schemas.Codec
-    ) -> Any:
-        if name == "store_events":
-            return events_codec.decode(event.value)
-        face_id = bytes(event.key or b"").decode()
-        return face_id, None if event.value is None else faces_codec.decode(event.value)
+            self.app.agent(self.topics[source], name=f"facestream.{name}")(store)

@@ -33,6 +33,7 @@ SAMPLES = TopicSpec("samples", "Sample", compacted=True)
 LISTS = TopicSpec("lists", "List", compacted=True)
 CONFIG = TopicSpec("config", "ConfigChange", compacted=True)
 CONFIG_HISTORY = TopicSpec("config_history", "ConfigChange")
+REEXTRACTIONS = TopicSpec("reextractions", "Reextraction")
 DEAD_LETTERS = TopicSpec("dead_letters", "DeadLetter")
 
 ALL = (
@@ -46,6 +47,9 @@ ALL = (
     SAMPLES,
     LISTS,
     DEAD_LETTERS,
+    CONFIG,
+    CONFIG_HISTORY,
+    REEXTRACTIONS,
 )
 BY_SUFFIX = {spec.suffix: spec for spec in ALL}
 

@@ -253,3 +253,26 @@ async def test_two_workers_share_the_partitions(
         assert second.process.poll() is None
     finally:
         second.stop()
+
+
+async def test_the_gallery_samples_lists_and_config_topics_are_compacted(
+    worker: WorkerProcess, settings: Settings
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers(settings.kafka))
+    await admin.start()
+    try:
+        policies = {}
+        for spec in topics.ALL:
+            name = topics.topic_name(settings.kafka, spec)
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name)]
+            )
+            entries = response.resources[0][4]
+            policies[spec.suffix] = next(e[1] for e in entries if e[0] == "cleanup.policy")
+    finally:
+        await admin.close()
+    compacted = {"faces", "samples", "lists", "config"}
+    assert {s for s, p in policies.items() if p == "compact"} == compacted, policies

@@ -1,0 +1,233 @@
+"""Re-extraction by stream replay: the samples topic, from its beginning, under the task's own
+consumer group, through the extractor of the new descriptor version.
+
+New descriptors go beside the old ones: a known face gets its new version added on the faces
+topic; an event's new descriptor goes to the reextractions topic, which the store stage writes
+to ClickHouse and which is also the task's log. Offsets are committed only after a batch's
+results are acknowledged, so a stopped task resumes where it stopped; a batch redone after a
+crash writes the same keys again, which storage collapses, so no sample counts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+import schemas
+from processors.errors import ProcessingError
+from streams import topics
+from streams.directory import Directory
+from streams.models import ModelSet
+from streams.reader import partitions_of
+from streams.settings import Settings
+from streams.stages import decode_sample
+
+Record = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    total: int = 0  # samples in the topic when the task (re)started, still to do
+    processed: int = 0
+    errors: int = 0
+    not_reextractable: int = 0  # known faces without a sample
+    status: str = "starting"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "total": self.total,
+            "processed": self.processed,
+            "errors": self.errors,
+            "not_reextractable": self.not_reextractable,
+        }
+
+
+def group_id(settings: Settings, task_id: str) -> str:
+    return f"{settings.kafka.topic_prefix}.reextract.{task_id}"
+
+
+class ReextractionTask:
+    def __init__(
+        self,
+        settings: Settings,
+        version: int,
+        task_id: str,
+        models: ModelSet | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        self.settings = settings
+        self.version = version
+        self.task_id = task_id
+        self.models = models or ModelSet(settings.worker.models_dir)
+        self.batch_size = batch_size
+        self.progress = Progress()
+        self.stop_requested = asyncio.Event()
+        self.directory = Directory()
+
+    async def run(self, on_progress: Callable[[Progress], None] = lambda p: None) -> Progress:
+        """Until every sample the topic holds has a descriptor of the version (or `stop`)."""
+        extractor = self.models.extractor(self.version)  # an unknown version fails here, early
+        await topics.ensure_topics(self.settings.kafka)
+        follow = asyncio.create_task(self.directory.follow(self.settings))
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
+            max_request_size=self.settings.kafka.max_message_bytes,
+            acks="all",
+        )
+        await self._producer.start()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
+            group_id=group_id(self.settings, self.task_id),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
+        )
+        try:
+            await self.directory.ready.wait()
+            name = topics.topic_name(self.settings.kafka, topics.SAMPLES)
+            partitions = await partitions_of(self.settings, name)
+            await consumer.start()
+            consumer.assign(partitions)
+            end = await self._start_positions(consumer, partitions)
+            await self._report_faces_without_samples()
+            self.progress.status = "running"
+            on_progress(self.progress)
+            while not self.stop_requested.is_set():
+                batch = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                messages = [m for records in batch.values() for m in records]
+                if messages:
+                    await self._extract(extractor, messages)
+                    await consumer.commit()
+                    on_progress(self.progress)
+                elif await self._caught_up(consumer, end):
+                    self.progress.status = "done"
+                    break
+            else:
+                self.progress.status = "stopped"
+            on_progress(self.progress)
+            return self.progress
+        finally:
+            follow.cancel()
+            await consumer.stop()
+            await self._producer.stop()
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    async def _start_positions(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        end = await consumer.end_offsets(partitions)
+        committed = 0
+        for tp in partitions:
+            committed += min(await consumer.position(tp), end[tp])
+        self.progress.total = sum(end.values()) - committed
+        log.info(
+            "task %s: %d samples to re-extract to version %d",
+            self.task_id,
+            self.progress.total,
+            self.version,
+        )
+        return end
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+        # Samples that arrived during the task count too: they are checked against the ends now.
+        latest = await consumer.end_offsets(list(end))
+        for tp, offset in latest.items():
+            if await consumer.position(tp) < offset:
+                return False
+        return True
+
+    async def _report_faces_without_samples(self) -> None:
+        for face in list(self.directory.faces.values()):
+            has_version = any(d["version"] == self.version for d in face["descriptors"])
+            if face["sample_id"] is None and not has_version:
+                self.progress.not_reextractable += 1
+                await self._log(
+                    {
+                        "sample_id": None,
+                        "account_id": face["account_id"],
+                        "event_id": None,
+                        "face_index": 0,
+                        "face_ids": [face["face_id"]],
+                        "descriptor": None,
+                        "error_code": "no_sample",
+                        "error_message": f"face {face['face_id']} has no sample to re-extract from",
+                    }
+                )
+
+    async def _extract(self, extractor: Any, messages: list[Any]) -> None:
+        codec = schemas.codec("Sample")
+        good: list[tuple[Record, np.ndarray]] = []
+        for message in messages:
+            try:
+                if message.value is None:
+                    continue  # a deleted sample
+                sample = codec.decode(message.value)
+                good.append((sample, decode_sample(sample["image"])))
+            except (schemas.SchemaError, ProcessingError) as error:
+                self.progress.errors += 1
+                key = message.key.decode() if message.key else None
+                await self._log(
+                    {
+                        "sample_id": key,
+                        "account_id": "",
+                        "event_id": None,
+                        "face_index": 0,
+                        "face_ids": [],
+                        "descriptor": None,
+                        "error_code": getattr(error, "code", "bad_sample"),
+                        "error_message": str(error),
+                    }
+                )
+        vectors = extractor.extract([image for _, image in good]) if good else []
+        for (sample, _), vector in zip(good, vectors, strict=True):
+            descriptor = np.asarray(vector, dtype="<f4").tobytes()
+            faces = [
+                f for f in self.directory.faces.values() if f["sample_id"] == sample["sample_id"]
+            ]
+            for face in faces:
+                await self._add_to_face(face, descriptor)
+            await self._log(
+                {
+                    "sample_id": sample["sample_id"],
+                    "account_id": sample["account_id"],
+                    "event_id": sample["event_id"],
+                    "face_index": sample["face_index"],
+                    "face_ids": [f["face_id"] for f in faces],
+                    "descriptor": descriptor,
+                    "error_code": None,
+                    "error_message": None,
+                }
+            )
+            self.progress.processed += 1
+        await self._producer.flush()
+
+    async def _add_to_face(self, face: Record, descriptor: bytes) -> None:
+        kept = [d for d in face["descriptors"] if d["version"] != self.version]
+        updated = {**face, "descriptors": [*kept, {"version": self.version, "vector": descriptor}]}
+        name = topics.topic_name(self.settings.kafka, topics.FACES)
+        value = schemas.codec("Face").encode(updated)
+        metadata = await self._producer.send_and_wait(name, value, key=face["face_id"].encode())
+        self.directory.apply_face(face["face_id"], updated, metadata.offset)
+
+    async def _log(self, entry: Record) -> None:
+        record = {
+            "task_id": self.task_id,
+            "version": self.version,
+            "processed_at": datetime.now(UTC),
+            **entry,
+        }
+        name = topics.topic_name(self.settings.kafka, topics.REEXTRACTIONS)
+        value = schemas.codec("Reextraction").encode(record)
+        await self._producer.send(name, value, key=self.task_id.encode())
