@@ -92,8 +92,8 @@ class Pipeline:
         if "liveness" in stages:
             self._stage_agent(LivenessStage(models), topics.DETECTIONS, batch)
         if "extract" in stages:
-            version = settings.descriptor.default_face_descriptor_version
-            self._stage_agent(ExtractStage(models, lambda: version), topics.LIVENESS, batch)
+            versions = settings.descriptor.versions()
+            self._stage_agent(ExtractStage(models, lambda: versions), topics.LIVENESS, batch)
         if "match" in stages:
             app.task(self._follow_gallery)
             self._stage_agent(MatchStage(self.gallery, live), topics.DESCRIPTORS, batch)

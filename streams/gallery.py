@@ -25,6 +25,24 @@ class GalleryIndex:
     def __len__(self) -> int:
         return len(self._owners)
 
+    def coverage(self, account_id: str, version: int) -> tuple[int, int]:
+        """(faces of the account with a descriptor of `version`, faces of the account)."""
+        gallery = self._galleries.get((account_id, version))
+        total = sum(1 for account, _ in self._owners.values() if account == account_id)
+        return (len(gallery) if gallery else 0), total
+
+    def serving_version(self, account_id: str, versions: list[int]) -> int:
+        """The first of `versions` (the event's, preferred first) whose gallery holds every face
+        of the account; failing that, the one holding the most. A match never mixes versions."""
+        best, best_have = versions[0], -1
+        for version in versions:
+            have, total = self.coverage(account_id, version)
+            if have == total:
+                return version
+            if have > best_have:
+                best, best_have = version, have
+        return best
+
     def apply(self, face_id: str, face: Record | None) -> None:
         """An upsert from a Face record, or a removal for a tombstone (None)."""
         self._remove(face_id)

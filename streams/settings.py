@@ -102,6 +102,15 @@ class DescriptorSettings(Section):
     default_face_descriptor_version: Literal[1, 2] = Field(
         1, description="1 = SFace 2021dec, 2 = dlib ResNet v1"
     )
+    also_extract: list[Literal[1, 2]] = Field(
+        default_factory=list,
+        description="versions extracted beside the default, so matchers can keep serving a "
+        "version while the default one's galleries are not complete (during a switch)",
+    )
+
+    def versions(self) -> list[int]:
+        """Every version to extract: the default first, each once."""
+        return list(dict.fromkeys([self.default_face_descriptor_version, *self.also_extract]))
 
 
 class StorageSettings(Section):

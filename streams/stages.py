@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,16 +243,18 @@ class ExtractStage:
     name = "extract"
     compute_bound = True
 
-    def __init__(self, models: ModelSet, version: Callable[[], int]) -> None:
+    def __init__(self, models: ModelSet, versions: Callable[[], list[int]]) -> None:
         self.models = models
-        self.version = version
+        self.versions = versions  # the default first, then those extracted beside it
 
     def run(self, records: Sequence[Record]) -> list[Result]:
         started = time.perf_counter()
-        version = self.version()
+        version, *others = self.versions()
         samples = [decode_sample(f["sample"]) for record in records for f in record["faces"]]
-        extractor = self.models.extractor(version)
-        vectors = iter(extractor.extract(samples) if samples else np.empty((0, 0), np.float32))
+        extracted: dict[int, Iterator[np.ndarray]] = {
+            v: iter(self.models.extractor(v).extract(samples) if samples else [])
+            for v in (version, *others)
+        }
         results = []
         for record in records:
             faces = [
@@ -260,7 +262,10 @@ class ExtractStage:
                     "geometry": face["geometry"],
                     "sample_id": face["sample_id"],
                     "liveness": face["liveness"],
-                    "descriptor": np.asarray(next(vectors), dtype="<f4").tobytes(),
+                    "descriptor": _bytes(next(extracted[version])),
+                    "other_descriptors": [
+                        {"version": v, "vector": _bytes(next(extracted[v]))} for v in others
+                    ],
                 }
                 for face in record["faces"]
             ]
@@ -273,6 +278,10 @@ class ExtractStage:
             }
             results.append(Result([Emit("descriptors", record["context"]["event_id"], out)]))
         return results
+
+
+def _bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
 
 
 class MatchStage:
@@ -298,21 +307,32 @@ class MatchStage:
         for face in record["faces"]:
             enrolled = None
             matches: list[Record] = []
+            vectors = {version: face["descriptor"]} | {
+                d["version"]: d["vector"] for d in face["other_descriptors"]
+            }
+            serving = self.gallery.serving_version(context["account_id"], list(vectors))
             if context["enroll"] is not None:
-                face_record = self._enroll(context, face, version)
+                face_record = self._enroll(context, face, vectors)
                 enrolled = face_record["face_id"]
                 self.gallery.apply(enrolled, face_record)
                 emits.append(Emit("faces", enrolled, face_record))
             elif context["list_ids"]:
                 matches = self.gallery.search(
                     context["account_id"],
-                    version,
-                    np.frombuffer(face["descriptor"], dtype="<f4"),
+                    serving,
+                    np.frombuffer(vectors[serving], dtype="<f4"),
                     list_ids=context["list_ids"],
                     limit=match.limit,
-                    threshold=match.threshold(version),
+                    threshold=match.threshold(serving),
                 )
-            faces.append({**face, "matches": matches, "enrolled_face_id": enrolled})
+            faces.append(
+                {
+                    **face,
+                    "matches": matches,
+                    "enrolled_face_id": enrolled,
+                    "matched_version": serving if context["list_ids"] else None,
+                }
+            )
         timed = _timed(context, self.name, started)
         matched = {**record, "context": timed, "faces": faces}
         event = {
@@ -330,7 +350,7 @@ class MatchStage:
         return Result([*emits, Emit("matches", key, matched), Emit("events", key, event)])
 
     @staticmethod
-    def _enroll(context: Record, face: Record, version: int) -> Record:
+    def _enroll(context: Record, face: Record, vectors: dict[int, bytes]) -> Record:
         enrollment = context["enroll"]
         return {
             "face_id": enrollment["face_id"] or str(uuid.uuid4()),
@@ -340,7 +360,7 @@ class MatchStage:
             "event_id": context["event_id"],
             "sample_id": face["sample_id"],
             "created_at": now_utc(),
-            "descriptors": [{"version": version, "vector": face["descriptor"]}],
+            "descriptors": [{"version": v, "vector": vector} for v, vector in vectors.items()],
         }
 
 

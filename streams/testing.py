@@ -24,14 +24,16 @@ from streams.stages import (
 
 
 class InMemoryPipeline:
-    def __init__(self, models: ModelSet, settings: Settings) -> None:
-        self.gallery = GalleryIndex()
+    def __init__(
+        self, models: ModelSet, settings: Settings, gallery: GalleryIndex | None = None
+    ) -> None:
+        self.gallery = gallery or GalleryIndex()
         self.live = LiveSettings(settings)
-        version = settings.descriptor.default_face_descriptor_version
+        versions = settings.descriptor.versions()
         self.chain: list[tuple[Stage, str]] = [
             (DetectStage(models, self.live), "detections"),
             (LivenessStage(models), "liveness"),
-            (ExtractStage(models, lambda: version), "descriptors"),
+            (ExtractStage(models, lambda: versions), "descriptors"),
             (MatchStage(self.gallery, self.live), "events"),
         ]
         self.sink: dict[str, list[tuple[str | None, Record]]] = defaultdict(list)

@@ -13,6 +13,7 @@ from PIL import Image
 from streams.client import IMAGE_EXTENSIONS, read_folder
 from streams.models import ModelSet
 from streams.settings import DetectionSettings, ImageSettings, Settings
+from streams.stages import decode_sample
 from streams.testing import InMemoryPipeline
 
 ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
@@ -176,3 +177,35 @@ def test_images_over_the_byte_limit_are_refused_before_decoding(
     (event,) = pipeline.send([image(photo.read_bytes())])
     assert event["error_code"] == "image_too_large"
     assert str(limit) in event["error_message"]
+
+
+def test_matchers_keep_serving_the_old_version_until_the_new_gallery_is_complete(
+    models: ModelSet, people: dict[str, list[Path]]
+) -> None:
+    from streams.settings import DescriptorSettings
+
+    old = enrolled(models, people, Settings())  # the known faces have version 1 only
+    switched = Settings(
+        descriptor=DescriptorSettings(default_face_descriptor_version=2, also_extract=[1])
+    )
+    pipeline = InMemoryPipeline(models, switched, gallery=old.gallery)
+    name, files = "John_Shimkus", people["John_Shimkus"]
+    (event,) = pipeline.send([image(files[2].read_bytes())])
+    (face,) = event["faces"]
+    assert event["descriptor_version"] == 2
+    assert [d["version"] for d in face["other_descriptors"]] == [1]
+    assert face["matched_version"] == 1  # the version 2 gallery is empty yet
+    assert face["matches"][0]["user_data"] == name
+
+    # Re-extraction gives every known face a version 2 descriptor (old ones kept) ...
+    for face_id, record in list(old.sink["faces"]):
+        assert face_id is not None
+        sample = next(v for k, v in old.sink["samples"] if k == record["sample_id"])
+        vector = models.extractor(2).extract([decode_sample(sample["image"])])[0]
+        extra = {"version": 2, "vector": vector.astype("<f4").tobytes()}
+        old.gallery.apply(face_id, {**record, "descriptors": [*record["descriptors"], extra]})
+    assert old.gallery.coverage(ACCOUNT, 2) == (len(people), len(people))
+    # ... and then the matchers serve version 2.
+    (event,) = pipeline.send([image(files[2].read_bytes())])
+    assert event["faces"][0]["matched_version"] == 2
+    assert event["faces"][0]["matches"][0]["user_data"] == name
