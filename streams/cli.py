@@ -249,7 +249,9 @@ def _reextract(args: argparse.Namespace) -> int:
     from streams.reextract import Progress, ReextractionTask
 
     task_id = args.task_id or f"to-v{args.version}"
-    task = ReextractionTask(get_settings(), args.version, task_id)
+    task = ReextractionTask(
+        get_settings(), args.version, task_id, batch_size=args.batch_size, limit=args.limit
+    )
     bar = tqdm(desc=f"re-extracting to version {args.version}", unit="sample")
 
     def show(progress: Progress) -> None:
@@ -351,6 +353,12 @@ def parser() -> argparse.ArgumentParser:
     reextract.add_argument("--version", type=int, required=True, help="descriptor version")
     reextract.add_argument(
         "--task-id", help="names the task; the same id resumes it (default: to-v<VERSION>)"
+    )
+    reextract.add_argument(
+        "--batch-size", type=int, default=32, help="samples per batch (one commit each)"
+    )
+    reextract.add_argument(
+        "--limit", type=int, help="stop after about this many samples (run again to go on)"
     )
     reextract.set_defaults(run=_reextract)
 

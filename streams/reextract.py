@@ -63,12 +63,14 @@ class ReextractionTask:
         task_id: str,
         models: ModelSet | None = None,
         batch_size: int = 32,
+        limit: int | None = None,
     ) -> None:
         self.settings = settings
         self.version = version
         self.task_id = task_id
         self.models = models or ModelSet(settings.worker.models_dir)
         self.batch_size = batch_size
+        self.limit = limit  # stop (resumably) after this many samples in this run
         self.progress = Progress()
         self.stop_requested = asyncio.Event()
         self.directory = Directory()
@@ -108,6 +110,9 @@ class ReextractionTask:
                     await self._extract(extractor, messages)
                     await consumer.commit()
                     on_progress(self.progress)
+                    done = self.progress.processed + self.progress.errors
+                    if self.limit is not None and done >= self.limit:
+                        self.stop()
                 elif await self._caught_up(consumer, end):
                     self.progress.status = "done"
                     break

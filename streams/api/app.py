@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from streams.api import docs, events, faces, ingest, lists, liveness, matcher
+from streams.api import docs, events, faces, ingest, lists, liveness, matcher, tasks
 from streams.api.errors import HANDLERS
 from streams.api.services import Services
 from streams.run import live_settings
@@ -21,6 +21,7 @@ ROUTES: list[BaseRoute] = [
     *faces.routes,
     *matcher.routes,
     *liveness.routes,
+    *tasks.routes,
     *docs.routes,
 ]
 

@@ -58,6 +58,7 @@ class Services:
     producer: AIOKafkaProducer
     directory: Directory = field(default_factory=Directory)
     waiter: EventWaiter = field(default_factory=EventWaiter)
+    tasks: dict[str, Any] = field(default_factory=dict)  # re-extractions run here (api.tasks)
     _clickhouse: ClickHouseClient | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clickhouse_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one query at a time

@@ -189,3 +189,37 @@ def api(
         assert process.process.poll() is None, f"the API died:\n{process.tail()}"
     finally:
         process.stop()
+
+
+RELOAD = ("--config-reload", "--pulling-time", "0.5")
+
+
+class Deployment:
+    def __init__(self, stack_env: dict[str, str], folder: Path) -> None:
+        run = uuid.uuid4().hex[:8]
+        self.env = stack_env | {
+            "FACESTREAM_KAFKA__TOPIC_PREFIX": f"cfg{run}",
+            "FACESTREAM_STORAGE__DATABASE": f"cfg{run}",
+            "FACESTREAM_WORKER__WEB_PORT": str(free_port()),
+        }
+        with mock.patch.dict(os.environ, self.env):
+            self.settings = Settings()
+        self.folder = folder
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args],
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def config(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("config", *args)
+
+    def worker(self, name: str = "worker") -> WorkerProcess:
+        process = WorkerProcess(self.env, self.folder / f"{name}.log", *RELOAD)
+        process.wait_ready()
+        return process

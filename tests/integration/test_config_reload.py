@@ -5,15 +5,11 @@ prefix, database) so its changes touch nobody else."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -24,38 +20,9 @@ from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.reader import TopicReader
 from streams.reload import SHUTDOWN_EXIT_CODE
 from streams.settings import Settings
-from tests.integration.conftest import REPO, ApiProcess, WorkerProcess, free_port
+from tests.integration.conftest import RELOAD, ApiProcess, Deployment, WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
-RELOAD = ("--config-reload", "--pulling-time", "0.5")
-
-
-class Deployment:
-    def __init__(self, stack_env: dict[str, str], folder: Path) -> None:
-        run = uuid.uuid4().hex[:8]
-        self.env = stack_env | {
-            "FACESTREAM_KAFKA__TOPIC_PREFIX": f"cfg{run}",
-            "FACESTREAM_STORAGE__DATABASE": f"cfg{run}",
-            "FACESTREAM_WORKER__WEB_PORT": str(free_port()),
-        }
-        with mock.patch.dict(os.environ, self.env):
-            self.settings = Settings()
-        self.folder = folder
-
-    def config(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "streams.cli", "config", *args],
-            cwd=REPO,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def worker(self, name: str = "worker") -> WorkerProcess:
-        process = WorkerProcess(self.env, self.folder / f"{name}.log", *RELOAD)
-        process.wait_ready()
-        return process
 
 
 @pytest.fixture

@@ -1,0 +1,215 @@
+"""Switching the descriptor version: re-extraction by replaying the samples topic, while images
+keep streaming; matchers keep the old version until the new one is complete; stop and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+import schemas
+from sinks.clickhouse import DriverClient
+from streams import topics
+from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.reader import TopicReader
+from tests.integration.conftest import RELOAD, ApiProcess, Deployment, WorkerProcess
+
+pytestmark = pytest.mark.integration
+ACCOUNT = str(uuid.uuid4())
+LIST = "staff"
+
+
+def people(testdata_dir: Path) -> dict[str, list[Path]]:
+    return {
+        p.name: read_folder(p, IMAGE_EXTENSIONS) for p in sorted((testdata_dir / "johns").iterdir())
+    }
+
+
+async def send(
+    deployment: Deployment, jobs: list[tuple[bytes, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    settings = deployment.settings
+    async with TopicReader(settings, topics.EVENTS) as events, ImageProducer(settings) as producer:
+        ids = [await producer.send(data, account_id=ACCOUNT, **options) for data, options in jobs]
+        await producer.flush()
+        found = await events.collect(set(ids), 180)
+    assert set(found) == set(ids)
+    return [found[i] for i in ids]
+
+
+async def publish(deployment: Deployment, spec: topics.TopicSpec, key: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=topics.bootstrap_servers(deployment.settings.kafka)
+    )
+    await producer.start()
+    await producer.send_and_wait(
+        topics.topic_name(deployment.settings.kafka, spec), value, key=key.encode()
+    )
+    await producer.stop()
+
+
+def probes(known: dict[str, list[Path]], index: int) -> list[tuple[bytes, dict[str, Any]]]:
+    return [
+        (files[index].read_bytes(), {"list_ids": [LIST], "source": name})
+        for name, files in known.items()
+    ]
+
+
+def check_matches(events: list[dict[str, Any]], version: int) -> None:
+    for event in events:
+        (face,) = event["faces"]
+        assert face["matched_version"] == version, event["context"]["source"]
+        assert face["matches"][0]["user_data"] == event["context"]["source"]
+
+
+def rows(clickhouse: DriverClient, deployment: Deployment, sql: str) -> list[dict[str, Any]]:
+    return clickhouse.query(sql.format(db=deployment.settings.storage.database))
+
+
+async def test_switch_version_reextract_while_streaming_stop_and_resume(
+    stack_env: dict[str, str], tmp_path: Path, testdata_dir: Path, clickhouse: DriverClient
+) -> None:
+    deployment = Deployment(stack_env, tmp_path)
+    worker = deployment.worker()
+    try:
+        known = people(testdata_dir)
+        enrolled = await send(
+            deployment,
+            [
+                (files[0].read_bytes(), {"enroll": {"list_id": LIST, "user_data": name}})
+                for name, files in known.items()
+            ],
+        )
+        assert all(e["status"] == "ok" for e in enrolled)
+        check_matches(await send(deployment, probes(known, 1)), version=1)
+        # A face with no sample (imported with a descriptor only) and a corrupt sample.
+        orphan_id = str(uuid.uuid4())
+        orphan = {
+            "face_id": orphan_id,
+            "account_id": str(uuid.uuid4()),
+            "list_ids": [],
+            "user_data": None,
+            "event_id": None,
+            "sample_id": None,
+            "created_at": datetime.now(UTC),
+            "descriptors": [{"version": 1, "vector": enrolled[0]["faces"][0]["descriptor"]}],
+        }
+        await publish(deployment, topics.FACES, orphan_id, schemas.codec("Face").encode(orphan))
+        await publish(deployment, topics.SAMPLES, "corrupt-sample", b"\x00 not a sample")
+
+        # Switch first (the order the docs warn against): version 2 extracted, version 1 beside it.
+        switched = deployment.config(
+            "set", "descriptor", "default_face_descriptor_version=2", "also_extract=[1]"
+        )
+        assert switched.returncode == 0, switched.stderr
+        deadline = time.monotonic() + 60
+        while (
+            "restarting to apply descriptor" not in worker.log.read_text()
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.2)
+        during = await send(deployment, probes(known, 2))
+        assert all(e["descriptor_version"] == 2 for e in during)
+        check_matches(during, version=1)  # the version 2 gallery is not complete: version 1 serves
+
+        # The task, stopped midway (after 4 samples) and resumed while images keep coming.
+        first = deployment.cli("reextract", "--version", "2", "--batch-size", "2", "--limit", "4")
+        counts = re.search(
+            r"to-v2: stopped; (\d+) samples re-extracted, (\d+) errors", first.stdout
+        )
+        assert counts and int(counts[1]) + int(counts[2]) == 4, first.stdout + first.stderr
+        streamed = asyncio.create_task(send(deployment, probes(known, 3)))
+        await asyncio.sleep(1)
+        resumed = deployment.cli("reextract", "--version", "2", timeout=300)
+        await streamed
+        assert "to-v2: done" in resumed.stdout, resumed.stdout
+        assert "1 errors, 1 faces without a sample" in resumed.stdout, resumed.stdout
+        log = deployment.cli("reextract", "--version", "2")  # nothing left: a no-op
+        assert "to-v2: done; 0 samples re-extracted" in log.stdout, log.stdout
+
+        # The task's log: every sample once across both runs, the corrupt one as an error.
+        entries = []
+        async with TopicReader(deployment.settings, topics.REEXTRACTIONS, from_beginning=True) as r:
+            while not await r.caught_up():
+                entries += [e for k, e in await r.read(timeout=0.2) if k == "to-v2"]
+        done = [e["sample_id"] for e in entries if e["error_code"] is None]
+        assert len(done) == len(set(done))  # none extracted twice
+        assert {e["error_code"] for e in entries if e["error_code"]} == {
+            "bad_wire_format",
+            "no_sample",
+        }
+
+        after = await send(deployment, probes(known, 4))
+        check_matches(after, version=2)  # complete now: the matchers switched
+
+        # Every event sample and every known face has a version 2 descriptor; version 1 kept.
+        deadline = time.monotonic() + 60
+        while True:
+            counts = rows(
+                clickhouse,
+                deployment,
+                "SELECT owner_kind, owner_id, face_index, descriptor_version, count() AS n "
+                "FROM {db}.descriptors FINAL GROUP BY owner_kind, owner_id, face_index, "
+                "descriptor_version",
+            )
+            have = {(r["owner_kind"], r["owner_id"], r["descriptor_version"]) for r in counts}
+            events_seen = {r["owner_id"] for r in counts if r["owner_kind"] == "event"}
+            missing = {(k, o) for k, o, v in have if v == 1} - {
+                (k, o) for k, o, v in have if v == 2
+            }
+            missing.discard(("face", orphan_id))
+            stored = len(events_seen) >= 5 * len(known)  # enrolments and four rounds of probes
+            if (stored and not missing) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert not missing, missing
+        assert all(r["n"] == 1 for r in counts)  # nothing extracted twice into the results
+        assert len(events_seen) == 5 * len(known)
+    finally:
+        worker.stop()
+
+
+async def test_the_task_over_http_with_progress_and_log(
+    stack_env: dict[str, str], tmp_path: Path, testdata_dir: Path
+) -> None:
+    deployment = Deployment(stack_env, tmp_path)
+    worker = WorkerProcess(deployment.env, tmp_path / "worker.log", *RELOAD)
+    api = ApiProcess(deployment.env, tmp_path / "api.log")
+    try:
+        worker.wait_ready()
+        api.wait_ready()
+        known = people(testdata_dir)
+        await send(
+            deployment,
+            [
+                (files[0].read_bytes(), {"enroll": {"list_id": LIST, "user_data": name}})
+                for name, files in known.items()
+            ],
+        )
+        headers = {"Luna-Account-Id": ACCOUNT}
+        with httpx.Client(base_url=api.origin, headers=headers, timeout=60) as http:
+            bad = http.post("/v1/tasks/reextract", json={"version": 7})
+            assert (bad.status_code, bad.json()["error_code"]) == (400, "bad_version")
+            started = http.post("/v1/tasks/reextract", json={"version": 2, "task_id": "http"})
+            assert started.status_code == 202, started.text
+            deadline = time.monotonic() + 120
+            while (task := http.get("/v1/tasks/http").json())["status"] not in ("done", "failed"):
+                assert time.monotonic() < deadline, task
+                time.sleep(0.3)
+            assert task["status"] == "done" and task["processed"] == len(known), task
+            lines = [json.loads(line) for line in http.get("/v1/tasks/http/log").text.splitlines()]
+            assert len(lines) == len(known) and all(entry["ok"] for entry in lines)
+            assert all(len(entry["face_ids"]) == 1 for entry in lines)
+            assert http.get("/v1/tasks/nope").status_code == 404
+    finally:
+        api.stop()
+        worker.stop()
