@@ -114,6 +114,7 @@ class ReextractionTask:
                     if self.limit is not None and done >= self.limit:
                         self.stop()
                 elif await self._caught_up(consumer, end):
+                    await self._report_missing_samples()
                     self.progress.status = "done"
                     break
             else:
@@ -170,6 +171,27 @@ class ReextractionTask:
                         "error_message": f"face {face['face_id']} has no sample to re-extract from",
                     }
                 )
+
+    async def _report_missing_samples(self) -> None:
+        """Faces whose sample never came through the replay (deleted or lost)."""
+        for face in list(self.directory.faces.values()):
+            has_version = any(d["version"] == self.version for d in face["descriptors"])
+            if face["sample_id"] is not None and not has_version:
+                self.progress.errors += 1
+                await self._log(
+                    {
+                        "sample_id": face["sample_id"],
+                        "account_id": face["account_id"],
+                        "event_id": None,
+                        "face_index": 0,
+                        "face_ids": [face["face_id"]],
+                        "descriptor": None,
+                        "error_code": "missing_sample",
+                        "error_message": f"sample {face['sample_id']} of face {face['face_id']} "
+                        "is not on the samples topic",
+                    }
+                )
+        await self._producer.flush()
 
     async def _extract(self, extractor: Any, messages: list[Any]) -> None:
         codec = schemas.codec("Sample")
