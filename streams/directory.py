@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 class Directory:
     def __init__(self) -> None:
         self.faces: dict[str, Record] = {}
+        self._by_sample: dict[str, set[str]] = {}  # sample id -> ids of faces made from it
         self.lists: dict[str, Record] = {}
         self.gallery = GalleryIndex()
         self.ready = asyncio.Event()
@@ -36,10 +37,13 @@ class Directory:
     def apply_face(self, face_id: str, face: Record | None, offset: int) -> None:
         if not self._newer("face", face_id, offset):
             return
-        if face is None:
-            self.faces.pop(face_id, None)
-        else:
+        old = self.faces.pop(face_id, None)
+        if old is not None and old["sample_id"] is not None:
+            self._by_sample.get(old["sample_id"], set()).discard(face_id)
+        if face is not None:
             self.faces[face_id] = face
+            if face["sample_id"] is not None:
+                self._by_sample.setdefault(face["sample_id"], set()).add(face_id)
         self.gallery.apply(face_id, face)
 
     def apply_list(self, list_id: str, record: Record | None, offset: int) -> None:
@@ -57,6 +61,9 @@ class Directory:
     def find_list(self, account_id: str, list_id: str) -> Record | None:
         record = self.lists.get(list_id)
         return record if record is not None and record["account_id"] == account_id else None
+
+    def faces_with_sample(self, sample_id: str) -> list[Record]:
+        return [self.faces[face_id] for face_id in self._by_sample.get(sample_id, ())]
 
     def faces_in(self, list_id: str) -> list[Record]:
         return [f for f in self.faces.values() if list_id in f["list_ids"]]

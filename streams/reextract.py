@@ -62,7 +62,7 @@ class ReextractionTask:
         version: int,
         task_id: str,
         models: ModelSet | None = None,
-        batch_size: int = 32,
+        batch_size: int = 128,
         limit: int | None = None,
     ) -> None:
         self.settings = settings
@@ -217,7 +217,9 @@ class ReextractionTask:
                         "error_message": str(error),
                     }
                 )
-        vectors = extractor.extract([image for _, image in good]) if good else []
+        images = [image for _, image in good]
+        # Off the loop: the next batch is fetched while this one is extracted.
+        vectors = await asyncio.to_thread(extractor.extract, images) if good else []
         for (sample, _), vector in zip(good, vectors, strict=True):
             descriptor = np.asarray(vector, dtype="<f4").tobytes()
             faces = [

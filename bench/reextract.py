@@ -1,0 +1,158 @@
+"""Samples re-extracted per second by the re-extraction task (replaying the samples topic
+through Kafka, writing results back) beside the bare extractor over the same samples, in one
+run, alternating rounds. Prints a JSON object last. Needs the stack: bash infra/stack.sh start.
+
+    .venv/bin/python bench/reextract.py --samples 1000 --version 2 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+import schemas
+from processors import align
+from processors.image import decode_image, encode_jpeg
+from streams import topics
+from streams.client import IMAGE_EXTENSIONS, read_folder
+from streams.models import ModelSet
+from streams.reextract import ReextractionTask
+from streams.settings import Settings
+from streams.stages import decode_sample
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 128
+
+
+def stack_env() -> dict[str, str]:
+    printed = subprocess.run(
+        ["bash", str(REPO / "infra/stack.sh"), "env"], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in printed.splitlines()
+        if line.startswith("export ")
+    )
+
+
+def make_samples(models: ModelSet, testdata: Path, count: int) -> list[bytes]:
+    """JPEG samples of every face of the test photos, repeated up to `count`."""
+    samples = []
+    for path in read_folder(testdata / "johns", IMAGE_EXTENSIONS) + read_folder(
+        testdata / "faces", IMAGE_EXTENSIONS
+    ):
+        image = decode_image(path.read_bytes(), max_bytes=10**8, max_pixels=10**8)
+        samples += [
+            encode_jpeg(align.warp(image, d.landmarks)) for d in models.detector.detect(image)
+        ]
+    return [samples[i % len(samples)] for i in range(count)]
+
+
+async def publish(settings: Settings, samples: list[bytes]) -> None:
+    await topics.ensure_topics(settings.kafka)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=topics.bootstrap_servers(settings.kafka),
+        max_request_size=settings.kafka.max_message_bytes,
+        linger_ms=5,
+    )
+    await producer.start()
+    codec = schemas.codec("Sample")
+    for index, image in enumerate(samples):
+        sample_id = str(uuid.uuid4())
+        record = {
+            "sample_id": sample_id,
+            "account_id": "bench",
+            "event_id": str(uuid.uuid4()),
+            "face_index": 0,
+            "created_at": datetime.now(UTC),
+            "image": image,
+        }
+        await producer.send(
+            topics.topic_name(settings.kafka, topics.SAMPLES),
+            codec.encode(record),
+            key=sample_id.encode(),
+        )
+        if index % 500 == 0:
+            await producer.flush()
+    await producer.flush()
+    await producer.stop()
+
+
+def bare(models: ModelSet, version: int, samples: list[bytes]) -> float:
+    extractor = models.extractor(version)
+    started = time.perf_counter()
+    for start in range(0, len(samples), BATCH):
+        extractor.extract([decode_sample(s) for s in samples[start : start + BATCH]])
+    return len(samples) / (time.perf_counter() - started)
+
+
+def task(settings: Settings, models: ModelSet, version: int) -> tuple[float, float, float]:
+    """(samples/s over the whole run, seconds before the first sample, samples/s after it)."""
+    job = ReextractionTask(
+        settings, version, f"bench-{uuid.uuid4().hex[:8]}", models=models, batch_size=BATCH
+    )
+    marks: list[tuple[float, int]] = []
+    started = time.perf_counter()
+    progress = asyncio.run(job.run(lambda p: marks.append((time.perf_counter(), p.processed))))
+    finished = time.perf_counter()
+    assert progress.status == "done" and progress.errors == 0, progress
+    # The fixed start (topics, consumer group join, the faces directory) is reported apart.
+    first_at = next(t for t, n in marks if n == 0)
+    steady = progress.processed / (finished - first_at)
+    return progress.processed / (finished - started), first_at - started, steady
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--version", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--testdata", type=Path, default=REPO / ".facestream/testdata")
+    args = parser.parse_args()
+    os.environ.update(
+        stack_env() | {"FACESTREAM_KAFKA__TOPIC_PREFIX": f"rxbench{uuid.uuid4().hex[:8]}"}
+    )
+    settings = Settings()
+    models = ModelSet(settings.worker.models_dir)
+    samples = make_samples(models, args.testdata, args.samples)
+    asyncio.run(publish(settings, samples))
+    bare(models, args.version, samples[:BATCH])  # warm up
+    task_rates, startups, steady_rates, bare_rates = [], [], [], []
+    for _ in range(args.rounds):
+        whole, startup, steady = task(settings, models, args.version)
+        task_rates.append(whole)
+        startups.append(startup)
+        steady_rates.append(steady)
+        bare_rates.append(bare(models, args.version, samples))
+    task_rate, bare_rate = statistics.median(task_rates), statistics.median(bare_rates)
+    steady = statistics.median(steady_rates)
+    print(
+        json.dumps(
+            {
+                "samples": len(samples),
+                "version": args.version,
+                "rounds": args.rounds,
+                "task_samples_per_s": round(task_rate, 1),
+                "bare_samples_per_s": round(bare_rate, 1),
+                "ratio": round(task_rate / bare_rate, 3),
+                "ratios": [round(t / b, 3) for t, b in zip(task_rates, bare_rates, strict=True)],
+                "task_startup_s": round(statistics.median(startups), 2),
+                "steady_samples_per_s": round(steady, 1),
+                "steady_ratio": round(steady / bare_rate, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
