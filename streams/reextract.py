@@ -194,37 +194,23 @@ class ReextractionTask:
         await self._producer.flush()
 
     async def _extract(self, extractor: Any, messages: list[Any]) -> None:
-        codec = schemas.codec("Sample")
-        good: list[tuple[Record, np.ndarray]] = []
-        for message in messages:
-            try:
-                if message.value is None:
-                    continue  # a deleted sample
-                sample = codec.decode(message.value)
-                good.append((sample, decode_sample(sample["image"])))
-            except (schemas.SchemaError, ProcessingError) as error:
-                self.progress.errors += 1
-                key = message.key.decode() if message.key else None
-                await self._log(
-                    {
-                        "sample_id": key,
-                        "account_id": "",
-                        "event_id": None,
-                        "face_index": 0,
-                        "face_ids": [],
-                        "descriptor": None,
-                        "error_code": getattr(error, "code", "bad_sample"),
-                        "error_message": str(error),
-                    }
-                )
-        images = [image for _, image in good]
-        # Off the loop: the next batch is fetched while this one is extracted.
-        vectors = await asyncio.to_thread(extractor.extract, images) if good else []
-        for (sample, _), vector in zip(good, vectors, strict=True):
-            descriptor = np.asarray(vector, dtype="<f4").tobytes()
-            faces = [
-                f for f in self.directory.faces.values() if f["sample_id"] == sample["sample_id"]
-            ]
+        described, refused = await asyncio.to_thread(_describe, extractor, messages)
+        for sample_id, error in refused:
+            self.progress.errors += 1
+            await self._log(
+                {
+                    "sample_id": sample_id,
+                    "account_id": "",
+                    "event_id": None,
+                    "face_index": 0,
+                    "face_ids": [],
+                    "descriptor": None,
+                    "error_code": error.code,
+                    "error_message": str(error),
+                }
+            )
+        for sample, descriptor in described:
+            faces = self.directory.faces_with_sample(sample["sample_id"])
             for face in faces:
                 await self._add_to_face(face, descriptor)
             await self._log(
@@ -260,3 +246,30 @@ class ReextractionTask:
         name = topics.topic_name(self.settings.kafka, topics.REEXTRACTIONS)
         value = schemas.codec("Reextraction").encode(record)
         await self._producer.send(name, value, key=self.task_id.encode())
+
+
+Refused = schemas.SchemaError | ProcessingError
+
+
+def _describe(
+    extractor: Any, messages: list[Any]
+) -> tuple[list[tuple[Record, bytes]], list[tuple[str | None, Refused]]]:
+    """Decoding and extraction, run off the event loop so the next batch is fetched meanwhile:
+    (sample, descriptor bytes) for each good sample, (key, error) for each bad one."""
+    codec = schemas.codec("Sample")
+    good: list[tuple[Record, np.ndarray]] = []
+    refused: list[tuple[str | None, Refused]] = []
+    for message in messages:
+        if message.value is None:
+            continue  # a deleted sample
+        try:
+            sample = codec.decode(message.value)
+            good.append((sample, decode_sample(sample["image"])))
+        except (schemas.SchemaError, ProcessingError) as error:
+            refused.append((message.key.decode() if message.key else None, error))
+    vectors = extractor.extract([image for _, image in good]) if good else []
+    described = [
+        (sample, np.asarray(vector, dtype="<f4").tobytes())
+        for (sample, _), vector in zip(good, vectors, strict=True)
+    ]
+    return described, refused
