@@ -31,7 +31,9 @@ from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.integration.conftest import ApiProcess, _stack_env  # noqa: E402
+from stack import stack_env  # noqa: E402
+
+from tests.integration.conftest import ApiProcess  # noqa: E402
 
 WRK_SCRIPT = """
 local f = io.open("{image}", "rb"); local body = f:read("*all"); f:close()
@@ -95,7 +97,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     run = uuid.uuid4().hex[:8]
-    env = _stack_env() | {"FACESTREAM_KAFKA__TOPIC_PREFIX": f"apibench{run}"}
+    env = stack_env() | {"FACESTREAM_KAFKA__TOPIC_PREFIX": f"apibench{run}"}
     os.environ.update(env)
     settings = Settings()
     image = read_folder(args.testdata / "johns", IMAGE_EXTENSIONS)[0]

@@ -21,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
+from stack import stack_env  # bench/stack.py, beside this script
+
 from processors import align
 from processors.errors import ProcessingError
 from processors.image import decode_image
@@ -41,17 +43,6 @@ LIST = "bench"
 def process_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stack_env() -> dict[str, str]:
-    printed = subprocess.run(
-        ["bash", str(REPO / "infra/stack.sh"), "env"], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
-    return dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in printed.splitlines()
-        if line.startswith("export ")
-    )
 
 
 def bare(models: ModelSet, settings: Settings, images: list[bytes], gallery: GalleryIndex) -> float:

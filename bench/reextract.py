@@ -12,13 +12,13 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from stack import stack_env  # bench/stack.py, beside this script
 
 import schemas
 from processors import align
@@ -32,17 +32,6 @@ from streams.stages import decode_sample
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 128
-
-
-def stack_env() -> dict[str, str]:
-    printed = subprocess.run(
-        ["bash", str(REPO / "infra/stack.sh"), "env"], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
-    return dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in printed.splitlines()
-        if line.startswith("export ")
-    )
 
 
 def make_samples(models: ModelSet, testdata: Path, count: int) -> list[bytes]:
