@@ -113,7 +113,14 @@ class ReextractionTask:
                     done = self.progress.processed + self.progress.errors
                     if self.limit is not None and done >= self.limit:
                         self.stop()
-                elif await self._caught_up(consumer, end):
+                # A short batch means the fetched records ran out: time to look at the ends, so
+                # the last batch is not followed by an idle wait.
+                short = len(messages) < self.batch_size
+                if (
+                    short
+                    and not self.stop_requested.is_set()
+                    and await self._caught_up(consumer, end)
+                ):
                     await self._report_missing_samples()
                     self.progress.status = "done"
                     break
