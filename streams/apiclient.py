@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -321,6 +322,33 @@ class SdkFace:
         )
 
 
+@dataclass(frozen=True)
+class Task:
+    """A re-extraction task: its status and counts."""
+
+    task_id: str
+    version: int
+    status: str
+    total: int
+    processed: int
+    errors: int
+    not_reextractable: int
+    error: str | None = None
+
+    @classmethod
+    def parse(cls, data: Json) -> Task:
+        return cls(
+            str(data["task_id"]),
+            int(data["version"]),
+            str(data["status"]),
+            int(data["total"]),
+            int(data["processed"]),
+            int(data["errors"]),
+            int(data["not_reextractable"]),
+            data.get("error"),
+        )
+
+
 # --- requests and responses ----------------------------------------------------------------------
 
 
@@ -586,6 +614,21 @@ class Endpoints:
     def delete_face(self, face_id: str) -> Call[None]:
         return Call(self._request("DELETE", _face_path(face_id)), _no_content)
 
+    def start_reextraction(self, version: int, task_id: str | None = None) -> Call[Task]:
+        """Re-extract every stored sample with `version`; the same task_id resumes a task."""
+        body: dict[str, Any] = {"version": version} | ({"task_id": task_id} if task_id else {})
+        return Call(self._request("POST", "/v1/tasks/reextract", json=body), _json(Task.parse))
+
+    def get_task(self, task_id: str) -> Call[Task]:
+        return Call(self._request("GET", _task_path(task_id)), _json(Task.parse))
+
+    def stop_task(self, task_id: str) -> Call[Task]:
+        return Call(self._request("POST", f"{_task_path(task_id)}/stop"), _json(Task.parse))
+
+    def task_log(self, task_id: str) -> Call[list[dict[str, Any]]]:
+        """Every sample the task processed or refused: one dict each."""
+        return Call(self._request("GET", f"{_task_path(task_id)}/log"), _ndjson)
+
     def match(
         self,
         references: Sequence[Reference],
@@ -625,6 +668,14 @@ class Endpoints:
 
 def _list_path(list_id: str) -> str:
     return f"/v1/lists/{quote(list_id, safe='')}"
+
+
+def _task_path(task_id: str) -> str:
+    return f"/v1/tasks/{quote(task_id, safe='')}"
+
+
+def _ndjson(response: httpx.Response) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in response.text.splitlines() if line]
 
 
 def _face_path(face_id: str) -> str:
@@ -706,6 +757,10 @@ class Client:
     match = _sync(Endpoints.match)
     liveness = _sync(Endpoints.liveness)
     sdk = _sync(Endpoints.sdk)
+    start_reextraction = _sync(Endpoints.start_reextraction)
+    get_task = _sync(Endpoints.get_task)
+    stop_task = _sync(Endpoints.stop_task)
+    task_log = _sync(Endpoints.task_log)
 
 
 class AsyncClient:
@@ -750,3 +805,7 @@ class AsyncClient:
     match = _async(Endpoints.match)
     liveness = _async(Endpoints.liveness)
     sdk = _async(Endpoints.sdk)
+    start_reextraction = _async(Endpoints.start_reextraction)
+    get_task = _async(Endpoints.get_task)
+    stop_task = _async(Endpoints.stop_task)
+    task_log = _async(Endpoints.task_log)

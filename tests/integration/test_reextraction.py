@@ -4,7 +4,6 @@ keep streaming; matchers keep the old version until the new one is complete; sto
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 import uuid
@@ -12,13 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
 import schemas
 from sinks.clickhouse import DriverClient
 from streams import topics
+from streams.apiclient import ApiError, Client
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.reader import TopicReader
 from tests.integration.conftest import RELOAD, ApiProcess, Deployment, WorkerProcess
@@ -196,21 +195,22 @@ async def test_the_task_over_http_with_progress_and_log(
                 for name, files in known.items()
             ],
         )
-        headers = {"Luna-Account-Id": ACCOUNT}
-        with httpx.Client(base_url=api.origin, headers=headers, timeout=60) as http:
-            bad = http.post("/v1/tasks/reextract", json={"version": 7})
-            assert (bad.status_code, bad.json()["error_code"]) == (400, "bad_version")
-            started = http.post("/v1/tasks/reextract", json={"version": 2, "task_id": "http"})
-            assert started.status_code == 202, started.text
+        with Client(api.origin, account_id=ACCOUNT) as client:
+            with pytest.raises(ApiError) as refused:
+                client.start_reextraction(7)
+            assert (refused.value.status, refused.value.code) == (400, "bad_version")
+            assert client.start_reextraction(2, task_id="http").status in ("starting", "running")
             deadline = time.monotonic() + 120
-            while (task := http.get("/v1/tasks/http").json())["status"] not in ("done", "failed"):
+            while (task := client.get_task("http")).status not in ("done", "failed"):
                 assert time.monotonic() < deadline, task
                 time.sleep(0.3)
-            assert task["status"] == "done" and task["processed"] == len(known), task
-            lines = [json.loads(line) for line in http.get("/v1/tasks/http/log").text.splitlines()]
+            assert task.status == "done" and task.processed == len(known), task
+            lines = client.task_log("http")
             assert len(lines) == len(known) and all(entry["ok"] for entry in lines)
             assert all(len(entry["face_ids"]) == 1 for entry in lines)
-            assert http.get("/v1/tasks/nope").status_code == 404
+            with pytest.raises(ApiError) as missing:
+                client.get_task("nope")
+            assert missing.value.code == "task_not_found"
     finally:
         api.stop()
         worker.stop()
