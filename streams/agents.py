@@ -38,6 +38,7 @@ from streams.stages import (
     Result,
     Stage,
     error_event,
+    extraction_versions,
 )
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,12 @@ class Pipeline:
             self._stage_agent(DetectStage(models, live), topics.IMAGES, batch)
         if "liveness" in stages:
             self._stage_agent(LivenessStage(models), topics.DETECTIONS, batch)
+        if "extract" in stages or "match" in stages:
+            app.task(self._follow_gallery)  # both need the known faces
         if "extract" in stages:
-            versions = settings.descriptor.versions()
-            self._stage_agent(ExtractStage(models, lambda: versions), topics.LIVENESS, batch)
+            versions = extraction_versions(live, self.gallery)
+            self._stage_agent(ExtractStage(models, versions), topics.LIVENESS, batch)
         if "match" in stages:
-            app.task(self._follow_gallery)
             self._stage_agent(MatchStage(self.gallery, live), topics.DESCRIPTORS, batch)
         if "store" in stages:
             self._store_agents()
@@ -108,7 +110,7 @@ class Pipeline:
         within = self.settings.worker.batch_wait_s
 
         async def agent(stream: faust.StreamT[bytes]) -> None:
-            if isinstance(stage, MatchStage):
+            if isinstance(stage, MatchStage | ExtractStage):
                 await self.gallery_ready.wait()
             async for events in _batches(stream, batch, within):
                 await self._process(stage, codec, events)

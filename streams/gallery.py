@@ -18,6 +18,7 @@ Record = dict[str, Any]
 
 class GalleryIndex:
     def __init__(self) -> None:
+        self.changes = 0  # counts applied changes, for views derived from the faces
         self._galleries: dict[tuple[str, int], Gallery] = {}
         self._owners: dict[str, tuple[str, list[int]]] = {}  # face -> account, versions
         self._user_data: dict[str, str | None] = {}
@@ -30,6 +31,13 @@ class GalleryIndex:
         gallery = self._galleries.get((account_id, version))
         total = sum(1 for account, _ in self._owners.values() if account == account_id)
         return (len(gallery) if gallery else 0), total
+
+    def versions_lacking(self, version: int) -> set[int]:
+        """The versions that faces without a `version` descriptor have: while any such face
+        exists, events need those versions too to be matched against it."""
+        return {
+            v for _, versions in self._owners.values() if version not in versions for v in versions
+        }
 
     def serving_version(self, account_id: str, versions: list[int]) -> int:
         """The first of `versions` (the event's, preferred first) whose gallery holds every face
@@ -45,6 +53,7 @@ class GalleryIndex:
 
     def apply(self, face_id: str, face: Record | None) -> None:
         """An upsert from a Face record, or a removal for a tombstone (None)."""
+        self.changes += 1
         self._remove(face_id)
         if face is None:
             return

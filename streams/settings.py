@@ -104,13 +104,9 @@ class DescriptorSettings(Section):
     )
     also_extract: list[Literal[1, 2]] = Field(
         default_factory=list,
-        description="versions extracted beside the default, so matchers can keep serving a "
-        "version while the default one's galleries are not complete (during a switch)",
+        description="versions extracted beside the default; those that known faces lacking "
+        "the default still have are extracted anyway, so they stay matchable during a switch",
     )
-
-    def versions(self) -> list[int]:
-        """Every version to extract: the default first, each once."""
-        return list(dict.fromkeys([self.default_face_descriptor_version, *self.also_extract]))
 
 
 class StorageSettings(Section):

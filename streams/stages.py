@@ -284,6 +284,24 @@ def _bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
+def extraction_versions(live: LiveSettings, gallery: GalleryIndex) -> Callable[[], list[int]]:
+    """The versions to extract, the default first: also those that known faces lacking the
+    default still have (so they stay matchable until re-extracted), and `also_extract`."""
+    cache: dict[tuple[int, int, tuple[int, ...]], list[int]] = {}
+
+    def versions() -> list[int]:
+        descriptor = live.current.descriptor
+        default = descriptor.default_face_descriptor_version
+        key = (gallery.changes, default, tuple(descriptor.also_extract))
+        if key not in cache:
+            extra = gallery.versions_lacking(default) | set(descriptor.also_extract)
+            cache.clear()
+            cache[key] = [default, *sorted(extra - {default})]
+        return cache[key]
+
+    return versions
+
+
 class MatchStage:
     """Matches each face against the event's lists, or enrolls it; emits the final event."""
 

@@ -20,6 +20,7 @@ from streams.stages import (
     Record,
     Stage,
     error_event,
+    extraction_versions,
 )
 
 
@@ -29,11 +30,11 @@ class InMemoryPipeline:
     ) -> None:
         self.gallery = gallery or GalleryIndex()
         self.live = LiveSettings(settings)
-        versions = settings.descriptor.versions()
+        versions = extraction_versions(self.live, self.gallery)
         self.chain: list[tuple[Stage, str]] = [
             (DetectStage(models, self.live), "detections"),
             (LivenessStage(models), "liveness"),
-            (ExtractStage(models, lambda: versions), "descriptors"),
+            (ExtractStage(models, versions), "descriptors"),
             (MatchStage(self.gallery, self.live), "events"),
         ]
         self.sink: dict[str, list[tuple[str | None, Record]]] = defaultdict(list)

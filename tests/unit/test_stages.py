@@ -185,9 +185,8 @@ def test_matchers_keep_serving_the_old_version_until_the_new_gallery_is_complete
     from streams.settings import DescriptorSettings
 
     old = enrolled(models, people, Settings())  # the known faces have version 1 only
-    switched = Settings(
-        descriptor=DescriptorSettings(default_face_descriptor_version=2, also_extract=[1])
-    )
+    # No also_extract: the known faces lacking version 2 make version 1 extracted too.
+    switched = Settings(descriptor=DescriptorSettings(default_face_descriptor_version=2))
     pipeline = InMemoryPipeline(models, switched, gallery=old.gallery)
     name, files = "John_Shimkus", people["John_Shimkus"]
     (event,) = pipeline.send([image(files[2].read_bytes())])
@@ -209,3 +208,4 @@ def test_matchers_keep_serving_the_old_version_until_the_new_gallery_is_complete
     (event,) = pipeline.send([image(files[2].read_bytes())])
     assert event["faces"][0]["matched_version"] == 2
     assert event["faces"][0]["matches"][0]["user_data"] == name
+    assert event["faces"][0]["other_descriptors"] == []  # version 1 is no longer needed
