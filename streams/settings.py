@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
@@ -59,8 +59,9 @@ class LivenessSettings(Section):
 
 
 class LicenseSettings(Section):
-    liveness: Literal[0, 1, 2] = Field(
-        2, description="licensed liveness: 0 none, 1 Liveness V1, 2 Liveness V2"
+    # Integer ranges rather than Literal: environment values arrive as strings.
+    liveness: int = Field(
+        2, ge=0, le=2, description="licensed liveness: 0 none, 1 Liveness V1, 2 Liveness V2"
     )
 
 
@@ -99,10 +100,10 @@ class MatchSettings(Section):
 
 
 class DescriptorSettings(Section):
-    default_face_descriptor_version: Literal[1, 2] = Field(
-        1, description="1 = SFace 2021dec, 2 = dlib ResNet v1"
+    default_face_descriptor_version: int = Field(
+        1, ge=1, le=2, description="1 = SFace 2021dec, 2 = dlib ResNet v1"
     )
-    also_extract: list[Literal[1, 2]] = Field(
+    also_extract: list[Annotated[int, Field(ge=1, le=2)]] = Field(
         default_factory=list,
         description="versions extracted beside the default; those that known faces lacking "
         "the default still have are extracted anyway, so they stay matchable during a switch",
@@ -129,7 +130,7 @@ class InfluxMonitoringSettings(Section):
     organization: str | None = Field(None, description="InfluxDB 2 only")
     token: str | None = Field(None, description="InfluxDB 2 only")
     bucket: str | None = Field(None, description="InfluxDB 2 only")
-    version: Literal[1, 2] | None = Field(None, description="unset = detected from the server")
+    version: int | None = Field(None, ge=1, le=2, description="unset = detected from the server")
 
 
 class WorkerSettings(Section):

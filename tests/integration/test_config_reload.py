@@ -168,3 +168,25 @@ def test_an_unreachable_new_clickhouse_is_retried_then_the_worker_shuts_down(
     assert running.process.wait(60) == SHUTDOWN_EXIT_CODE
     text = running.log.read_text()
     assert "attempt 5 of 5" in text and "shutting down" in text
+
+
+async def test_monitoring_to_a_dead_influxdb_never_stops_the_pipeline(
+    stack_env: dict[str, str], tmp_path: Path, testdata_dir: Path
+) -> None:
+    deployment = Deployment(
+        stack_env
+        | {
+            "FACESTREAM_INFLUX_MONITORING__PORT": str(free_port()),
+            "FACESTREAM_INFLUX_MONITORING__VERSION": "1",
+        },
+        tmp_path,
+    )
+    worker = deployment.worker()
+    try:
+        ids, found = await stream(deployment.settings, images(testdata_dir)[:6], lambda: None, 99)
+        assert all(found[i]["status"] == "ok" for i in ids)
+        assert log_has(worker, "InfluxDB write failed")
+        assert "points dropped" in worker.log.read_text()
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()

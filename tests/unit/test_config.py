@@ -126,3 +126,16 @@ def test_live_settings_tell_listeners_and_the_log_level_follows() -> None:
     root.setLevel(levels[0])
     for handler, level in zip(root.handlers, levels[1:], strict=True):
         handler.setLevel(level)
+
+
+def test_numeric_choices_come_from_the_environment_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACESTREAM_INFLUX_MONITORING__VERSION", "2")
+    monkeypatch.setenv("FACESTREAM_DESCRIPTOR__DEFAULT_FACE_DESCRIPTOR_VERSION", "2")
+    monkeypatch.setenv("FACESTREAM_LICENSE__LIVENESS", "1")
+    settings = Settings()
+    assert settings.influx_monitoring.version == 2
+    assert settings.descriptor.default_face_descriptor_version == 2
+    assert settings.license.liveness == 1
+    monkeypatch.setenv("FACESTREAM_LICENSE__LIVENESS", "3")
+    with pytest.raises(ValueError, match="less than or equal to 2"):
+        Settings()
