@@ -15,6 +15,31 @@ def descriptor_values(vector: bytes) -> list[float]:
     return np.frombuffer(vector, dtype="<f4").tolist()
 
 
+def descriptor_row(
+    account_id: str,
+    owner_kind: str,
+    owner_id: str,
+    face_index: int,
+    sample_id: str | None,
+    version: int,
+    vector: bytes,
+    created_at: datetime,
+    now: datetime,
+) -> Record:
+    """A row of the `descriptors` table: one descriptor of one face of an event or a known face."""
+    return {
+        "account_id": account_id,
+        "owner_kind": owner_kind,
+        "owner_id": owner_id,
+        "face_index": face_index,
+        "sample_id": sample_id,
+        "descriptor_version": version,
+        "descriptor": descriptor_values(vector),
+        "created_at": created_at,
+        "inserted_at": now,
+    }
+
+
 def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
     """One `events` row and the event faces' `descriptors` rows."""
     context = event["context"]
@@ -54,17 +79,17 @@ def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
         "inserted_at": now,
     }
     descriptors = [
-        {
-            "account_id": context["account_id"],
-            "owner_kind": "event",
-            "owner_id": context["event_id"],
-            "face_index": face["geometry"]["index"],
-            "sample_id": face["sample_id"],
-            "descriptor_version": event["descriptor_version"],
-            "descriptor": descriptor_values(face["descriptor"]),
-            "created_at": created,
-            "inserted_at": now,
-        }
+        descriptor_row(
+            context["account_id"],
+            "event",
+            context["event_id"],
+            face["geometry"]["index"],
+            face["sample_id"],
+            event["descriptor_version"],
+            face["descriptor"],
+            created,
+            now,
+        )
         for face in faces
     ]
     return row, descriptors
@@ -97,17 +122,17 @@ def face_rows(face_id: str, face: Record | None, now: datetime) -> tuple[Record,
         "updated_at": now,
     }
     descriptors = [
-        {
-            "account_id": face["account_id"],
-            "owner_kind": "face",
-            "owner_id": face_id,
-            "face_index": 0,
-            "sample_id": face["sample_id"],
-            "descriptor_version": d["version"],
-            "descriptor": descriptor_values(d["vector"]),
-            "created_at": face["created_at"],
-            "inserted_at": now,
-        }
+        descriptor_row(
+            face["account_id"],
+            "face",
+            face_id,
+            0,
+            face["sample_id"],
+            d["version"],
+            d["vector"],
+            face["created_at"],
+            now,
+        )
         for d in face["descriptors"]
     ]
     return row, descriptors
@@ -117,17 +142,17 @@ def reextraction_row(record: Record, now: datetime) -> Record | None:
     """The descriptors row of a re-extracted event sample (face samples arrive as faces)."""
     if record["event_id"] is None or record["descriptor"] is None:
         return None
-    return {
-        "account_id": record["account_id"],
-        "owner_kind": "event",
-        "owner_id": record["event_id"],
-        "face_index": record["face_index"],
-        "sample_id": record["sample_id"],
-        "descriptor_version": record["version"],
-        "descriptor": descriptor_values(record["descriptor"]),
-        "created_at": record["processed_at"],
-        "inserted_at": now,
-    }
+    return descriptor_row(
+        record["account_id"],
+        "event",
+        record["event_id"],
+        record["face_index"],
+        record["sample_id"],
+        record["version"],
+        record["descriptor"],
+        record["processed_at"],
+        now,
+    )
 
 
 def utc_now() -> datetime:

@@ -6,6 +6,7 @@ holds one descriptor version, so a match never compares descriptors of different
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ class GalleryIndex:
         self.changes = 0  # counts applied changes, for views derived from the faces
         self._galleries: dict[tuple[str, int], Gallery] = {}
         self._owners: dict[str, tuple[str, list[int]]] = {}  # face -> account, versions
+        self._faces_of: Counter[str] = Counter()  # account -> its number of faces
         self._user_data: dict[str, str | None] = {}
 
     def __len__(self) -> int:
@@ -29,8 +31,7 @@ class GalleryIndex:
     def coverage(self, account_id: str, version: int) -> tuple[int, int]:
         """(faces of the account with a descriptor of `version`, faces of the account)."""
         gallery = self._galleries.get((account_id, version))
-        total = sum(1 for account, _ in self._owners.values() if account == account_id)
-        return (len(gallery) if gallery else 0), total
+        return (len(gallery) if gallery else 0), self._faces_of[account_id]
 
     def versions_lacking(self, version: int) -> set[int]:
         """The versions that faces without a `version` descriptor have: while any such face
@@ -69,6 +70,7 @@ class GalleryIndex:
             gallery.upsert(face_id, vector, lists)
             versions.append(descriptor["version"])
         self._owners[face_id] = (account, versions)
+        self._faces_of[account] += 1
         self._user_data[face_id] = face["user_data"]
 
     def _remove(self, face_id: str) -> None:
@@ -76,6 +78,7 @@ class GalleryIndex:
         if owner is None:
             return
         account, versions = owner
+        self._faces_of[account] -= 1
         for version in versions:
             self._galleries[(account, version)].remove(face_id)
         self._user_data.pop(face_id, None)

@@ -162,43 +162,38 @@ class ReextractionTask:
         return True
 
     async def _report_faces_without_samples(self) -> None:
-        for face in list(self.directory.faces.values()):
-            has_version = any(d["version"] == self.version for d in face["descriptors"])
-            if face["sample_id"] is None and not has_version:
-                self.progress.not_reextractable += 1
-                await self._log(
-                    {
-                        "sample_id": None,
-                        "account_id": face["account_id"],
-                        "event_id": None,
-                        "face_index": 0,
-                        "face_ids": [face["face_id"]],
-                        "descriptor": None,
-                        "error_code": "no_sample",
-                        "error_message": f"face {face['face_id']} has no sample to re-extract from",
-                    }
-                )
+        self.progress.not_reextractable += await self._report_faces(
+            has_sample=False, code="no_sample", why="has no sample to re-extract from"
+        )
 
     async def _report_missing_samples(self) -> None:
         """Faces whose sample never came through the replay (deleted or lost)."""
-        for face in list(self.directory.faces.values()):
-            has_version = any(d["version"] == self.version for d in face["descriptors"])
-            if face["sample_id"] is not None and not has_version:
-                self.progress.errors += 1
-                await self._log(
-                    {
-                        "sample_id": face["sample_id"],
-                        "account_id": face["account_id"],
-                        "event_id": None,
-                        "face_index": 0,
-                        "face_ids": [face["face_id"]],
-                        "descriptor": None,
-                        "error_code": "missing_sample",
-                        "error_message": f"sample {face['sample_id']} of face {face['face_id']} "
-                        "is not on the samples topic",
-                    }
-                )
+        self.progress.errors += await self._report_faces(
+            has_sample=True, code="missing_sample", why="has a sample not on the samples topic"
+        )
         await self._producer.flush()
+
+    async def _report_faces(self, *, has_sample: bool, code: str, why: str) -> int:
+        """Logs the faces still without this version, with or without a sample; their count."""
+        count = 0
+        for face in list(self.directory.faces.values()):
+            done = any(d["version"] == self.version for d in face["descriptors"])
+            if done or (face["sample_id"] is not None) != has_sample:
+                continue
+            count += 1
+            await self._log(
+                {
+                    "sample_id": face["sample_id"],
+                    "account_id": face["account_id"],
+                    "event_id": None,
+                    "face_index": 0,
+                    "face_ids": [face["face_id"]],
+                    "descriptor": None,
+                    "error_code": code,
+                    "error_message": f"face {face['face_id']} {why}",
+                }
+            )
+        return count
 
     async def _extract(self, extractor: Any, messages: list[Any]) -> None:
         described, refused = await asyncio.to_thread(_describe, extractor, messages)
