@@ -2,6 +2,11 @@
 through Kafka, writing results back) beside the bare extractor over the same samples, in one
 run, alternating rounds. Prints a JSON object last. Needs the stack: bash infra/stack.sh start.
 
+The bare extractor is measured two ways, decoding included: laid out as the task lays it out
+(a single-threaded session run by one thread per core, LANE_CHUNK samples a call: the fastest
+layout found, so `ratio` is the task's own overhead), and as a worker opens it (one session
+using every core, BATCH samples a call: `ratio_vs_worker_session`).
+
     .venv/bin/python bench/reextract.py --samples 1000 --version 2 --rounds 3
 """
 
@@ -14,6 +19,7 @@ import os
 import statistics
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +32,7 @@ from processors.image import decode_image, encode_jpeg
 from streams import topics
 from streams.client import IMAGE_EXTENSIONS, read_folder
 from streams.models import ModelSet
-from streams.reextract import ReextractionTask
+from streams.reextract import LANE_CHUNK, ReextractionTask
 from streams.settings import Settings
 from streams.stages import decode_sample
 
@@ -77,7 +83,16 @@ async def publish(settings: Settings, samples: list[bytes]) -> None:
     await producer.stop()
 
 
-def bare(models: ModelSet, version: int, samples: list[bytes]) -> float:
+def bare(models: ModelSet, version: int, samples: list[bytes], lanes: int) -> float:
+    extractor = models.extractor(version, threads=1)
+    chunks = [samples[i : i + LANE_CHUNK] for i in range(0, len(samples), LANE_CHUNK)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(lanes) as pool:
+        list(pool.map(lambda chunk: extractor.extract([decode_sample(s) for s in chunk]), chunks))
+    return len(samples) / (time.perf_counter() - started)
+
+
+def bare_worker_session(models: ModelSet, version: int, samples: list[bytes]) -> float:
     extractor = models.extractor(version)
     started = time.perf_counter()
     for start in range(0, len(samples), BATCH):
@@ -85,17 +100,18 @@ def bare(models: ModelSet, version: int, samples: list[bytes]) -> float:
     return len(samples) / (time.perf_counter() - started)
 
 
-def task(settings: Settings, models: ModelSet, version: int) -> tuple[float, float, float]:
+def task(
+    settings: Settings, models: ModelSet, version: int, lanes: int
+) -> tuple[float, float, float]:
     """(samples/s over the whole run, seconds before the first sample, samples/s after it)."""
-    job = ReextractionTask(
-        settings, version, f"bench-{uuid.uuid4().hex[:8]}", models=models, batch_size=BATCH
-    )
+    task_id = f"bench-{uuid.uuid4().hex[:8]}"
+    job = ReextractionTask(settings, version, task_id, models=models, batch_size=BATCH, lanes=lanes)
     marks: list[tuple[float, int]] = []
     started = time.perf_counter()
     progress = asyncio.run(job.run(lambda p: marks.append((time.perf_counter(), p.processed))))
     finished = time.perf_counter()
     assert progress.status == "done" and progress.errors == 0, progress
-    # The fixed start (topics, consumer group join, the faces directory) is reported apart.
+    # The fixed start (topics, the task's offsets, the faces directory) is reported apart.
     first_at = next(t for t, n in marks if n == 0)
     steady = progress.processed / (finished - first_at)
     return progress.processed / (finished - started), first_at - started, steady
@@ -107,6 +123,7 @@ def main() -> None:
     parser.add_argument("--version", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--testdata", type=Path, default=REPO / ".facestream/testdata")
+    parser.add_argument("--lanes", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args()
     os.environ.update(
         stack_env() | {"FACESTREAM_KAFKA__TOPIC_PREFIX": f"rxbench{uuid.uuid4().hex[:8]}"}
@@ -115,22 +132,25 @@ def main() -> None:
     models = ModelSet(settings.worker.models_dir)
     samples = make_samples(models, args.testdata, args.samples)
     asyncio.run(publish(settings, samples))
-    bare(models, args.version, samples[:BATCH])  # warm up
-    task_rates, startups, steady_rates, bare_rates = [], [], [], []
+    bare(models, args.version, samples[:BATCH], args.lanes)  # warm up
+    bare_worker_session(models, args.version, samples[:BATCH])
+    task_rates, startups, steady_rates, bare_rates, worker_rates = [], [], [], [], []
     for _ in range(args.rounds):
-        whole, startup, steady = task(settings, models, args.version)
+        whole, startup, steady = task(settings, models, args.version, args.lanes)
         task_rates.append(whole)
         startups.append(startup)
         steady_rates.append(steady)
-        bare_rates.append(bare(models, args.version, samples))
+        bare_rates.append(bare(models, args.version, samples, args.lanes))
+        worker_rates.append(bare_worker_session(models, args.version, samples))
     task_rate, bare_rate = statistics.median(task_rates), statistics.median(bare_rates)
-    steady = statistics.median(steady_rates)
+    steady, worker_rate = statistics.median(steady_rates), statistics.median(worker_rates)
     print(
         json.dumps(
             {
                 "samples": len(samples),
                 "version": args.version,
                 "rounds": args.rounds,
+                "lanes": args.lanes,
                 "task_samples_per_s": round(task_rate, 1),
                 "bare_samples_per_s": round(bare_rate, 1),
                 "ratio": round(task_rate / bare_rate, 3),
@@ -138,6 +158,8 @@ def main() -> None:
                 "task_startup_s": round(statistics.median(startups), 2),
                 "steady_samples_per_s": round(steady, 1),
                 "steady_ratio": round(steady / bare_rate, 3),
+                "bare_worker_session_samples_per_s": round(worker_rate, 1),
+                "ratio_vs_worker_session": round(task_rate / worker_rate, 3),
             }
         )
     )

@@ -75,14 +75,15 @@ class Directory:
             TopicReader(settings, topics.LISTS, from_beginning=True) as lists,
         ):
             while True:
+                # Checked before reading: empty topics are loaded at once, not after two waits.
+                if not self.ready.is_set() and await faces.caught_up() and await lists.caught_up():
+                    log.info(
+                        "directory loaded: %d faces, %d lists", len(self.faces), len(self.lists)
+                    )
+                    self.ready.set()
                 for face_id, face, offset in await faces.read_with_offsets(timeout=0.1):
                     if face_id is not None:
                         self.apply_face(face_id, face, offset)
                 for list_id, record, offset in await lists.read_with_offsets(timeout=0.1):
                     if list_id is not None:
                         self.apply_list(list_id, record, offset)
-                if not self.ready.is_set() and await faces.caught_up() and await lists.caught_up():
-                    log.info(
-                        "directory loaded: %d faces, %d lists", len(self.faces), len(self.lists)
-                    )
-                    self.ready.set()

@@ -26,7 +26,7 @@ class ModelSet:
     detection_threshold: float = 0.8
     _detector: FaceDetector | None = None
     _liveness: LivenessEstimator | None = None
-    _extractors: dict[int, DescriptorExtractor] = field(default_factory=dict)
+    _extractors: dict[tuple[int, int | None], DescriptorExtractor] = field(default_factory=dict)
 
     @property
     def detector(self) -> FaceDetector:
@@ -51,11 +51,13 @@ class ModelSet:
         if isinstance(self._detector, YuNetDetector):
             self._detector.score_threshold = threshold
 
-    def extractor(self, version: int) -> DescriptorExtractor:
-        if version not in self._extractors:
+    def extractor(self, version: int, *, threads: int | None = None) -> DescriptorExtractor:
+        """`threads` bounds the session's intra-op threads; a session with one is run by several
+        callers side by side (the re-extraction task's lanes)."""
+        if (version, threads) not in self._extractors:
             name = registry.DESCRIPTOR_VERSIONS.get(version)
             if name is None:
                 raise ValueError(f"unknown descriptor version {version}")
             path = registry.model_path(name, self.models_dir)
-            self._extractors[version] = _EXTRACTORS[name](path)
-        return self._extractors[version]
+            self._extractors[version, threads] = _EXTRACTORS[name](path, threads=threads)
+        return self._extractors[version, threads]

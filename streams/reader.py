@@ -64,6 +64,9 @@ class TopicReader:
             max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
         )
         await self._consumer.start()
+        # The ends first: once assigned, the consumer's long-polling fetch would hold this
+        # request back for up to fetch_max_wait_ms (measured: 0.5 s per reader).
+        self._end = await self._consumer.end_offsets(partitions)
         self._consumer.assign(partitions)
         if self._from_beginning:
             await self._consumer.seek_to_beginning(*partitions)
@@ -71,7 +74,6 @@ class TopicReader:
             await self._consumer.seek_to_end(*partitions)
         for tp in partitions:  # fix the positions now, before anything else is sent
             await self._consumer.position(tp)
-        self._end = await self._consumer.end_offsets(partitions)
         return self
 
     async def __aexit__(
