@@ -250,7 +250,12 @@ def _reextract(args: argparse.Namespace) -> int:
 
     task_id = args.task_id or f"to-v{args.version}"
     task = ReextractionTask(
-        get_settings(), args.version, task_id, batch_size=args.batch_size, limit=args.limit
+        get_settings(),
+        args.version,
+        task_id,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        lanes=args.lanes,
     )
     bar = tqdm(desc=f"re-extracting to version {args.version}", unit="sample")
 
@@ -355,10 +360,15 @@ def parser() -> argparse.ArgumentParser:
         "--task-id", help="names the task; the same id resumes it (default: to-v<VERSION>)"
     )
     reextract.add_argument(
-        "--batch-size", type=int, default=32, help="samples per batch (one commit each)"
+        "--batch-size", type=int, default=128, help="samples per batch (one commit each)"
     )
     reextract.add_argument(
-        "--limit", type=int, help="stop after about this many samples (run again to go on)"
+        "--limit", type=int, help="stop after this many samples (run again to go on)"
+    )
+    reextract.add_argument(
+        "--lanes",
+        type=int,
+        help="extractions side by side, each on one thread (default: one per core)",
     )
     reextract.set_defaults(run=_reextract)
 

@@ -91,7 +91,8 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
                 await admin.create_topics(wanted)
             log.info("created topics: %s", ", ".join(t.name for t in wanted))
-            await _wait_for_leaders(admin, [t.name for t in wanted])
+        # Existing ones too: another process may have created them a moment ago.
+        await _wait_for_leaders(admin, [topic_name(settings, spec) for spec in ALL])
         return [t.name for t in wanted]
     finally:
         await admin.close()

@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
 
 import schemas
+from processors.image import encode_jpeg
 from sinks.clickhouse import DriverClient
 from streams import topics
-from streams.apiclient import ApiError, Client
+from streams.apiclient import ApiError, Client, Task
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.reader import TopicReader
 from tests.integration.conftest import RELOAD, ApiProcess, Deployment, WorkerProcess
@@ -45,14 +47,17 @@ async def send(
     return [found[i] for i in ids]
 
 
-async def publish(deployment: Deployment, spec: topics.TopicSpec, key: str, value: bytes) -> None:
+async def publish(
+    deployment: Deployment, spec: topics.TopicSpec, records: list[tuple[str, bytes]]
+) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=topics.bootstrap_servers(deployment.settings.kafka)
     )
     await producer.start()
-    await producer.send_and_wait(
-        topics.topic_name(deployment.settings.kafka, spec), value, key=key.encode()
-    )
+    name = topics.topic_name(deployment.settings.kafka, spec)
+    for key, value in records:
+        await producer.send(name, value, key=key.encode())
+    await producer.flush()
     await producer.stop()
 
 
@@ -102,11 +107,11 @@ async def test_switch_version_reextract_while_streaming_stop_and_resume(
             "created_at": datetime.now(UTC),
             "descriptors": [{"version": 1, "vector": enrolled[0]["faces"][0]["descriptor"]}],
         }
-        await publish(deployment, topics.FACES, orphan_id, schemas.codec("Face").encode(orphan))
-        await publish(deployment, topics.SAMPLES, "corrupt-sample", b"\x00 not a sample")
+        await publish(deployment, topics.FACES, [(orphan_id, schemas.codec("Face").encode(orphan))])
+        await publish(deployment, topics.SAMPLES, [("corrupt-sample", b"\x00 not a sample")])
         ghost_id = str(uuid.uuid4())  # a face whose sample is gone
         ghost = {**orphan, "face_id": ghost_id, "sample_id": "gone-sample"}
-        await publish(deployment, topics.FACES, ghost_id, schemas.codec("Face").encode(ghost))
+        await publish(deployment, topics.FACES, [(ghost_id, schemas.codec("Face").encode(ghost))])
 
         # Switch first (the order the docs advise against): version 2 is extracted, and version 1
         # beside it while known faces lack version 2.
@@ -213,3 +218,60 @@ async def test_the_task_over_http_with_progress_and_log(
     finally:
         api.stop()
         worker.stop()
+
+
+async def test_a_task_stopped_over_http_resumes_where_it_stopped(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    deployment = Deployment(stack_env, tmp_path)
+    image = encode_jpeg(np.full((250, 250, 3), 128, np.uint8))
+    sample_ids = [str(uuid.uuid4()) for _ in range(2000)]  # seconds of work: time to stop it
+    codec = schemas.codec("Sample")
+    await topics.ensure_topics(deployment.settings.kafka)
+    await publish(
+        deployment,
+        topics.SAMPLES,
+        [
+            (
+                sample_id,
+                codec.encode(
+                    {
+                        "sample_id": sample_id,
+                        "account_id": ACCOUNT,
+                        "event_id": str(uuid.uuid4()),
+                        "face_index": 0,
+                        "created_at": datetime.now(UTC),
+                        "image": image,
+                    }
+                ),
+            )
+            for sample_id in sample_ids
+        ],
+    )
+    api = ApiProcess(deployment.env, tmp_path / "api.log")
+    try:
+        api.wait_ready()
+        with Client(api.origin, account_id=ACCOUNT) as client:
+
+            def until(status: set[str], processed: int = 0) -> Task:
+                deadline = time.monotonic() + 120
+                while (task := client.get_task("halves")).status not in status or (
+                    task.processed < processed
+                ):
+                    assert time.monotonic() < deadline and task.status != "failed", task
+                    time.sleep(0.05)
+                return task
+
+            client.start_reextraction(1, task_id="halves")
+            until({"running"}, processed=1)
+            client.stop_task("halves")
+            first = until({"stopped", "done"})
+            assert first.status == "stopped" and 0 < first.processed < len(sample_ids), first
+            client.start_reextraction(1, task_id="halves")  # the same id: resumes
+            second = until({"done"})
+            assert second.total == len(sample_ids) - first.processed, second
+            assert first.processed + second.processed == len(sample_ids)
+            logged = [entry["sample_id"] for entry in client.task_log("halves")]
+            assert sorted(logged) == sorted(sample_ids)  # each once: none redone, none skipped
+    finally:
+        api.stop()
