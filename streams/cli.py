@@ -275,8 +275,8 @@ def _reextract(args: argparse.Namespace) -> int:
     bar.close()
     print(
         f"task {task_id}: {progress.status}; {progress.processed} samples re-extracted, "
-        f"{progress.errors} errors, {progress.not_reextractable} faces without a sample "
-        "(not re-extractable); log: topic "
+        f"{progress.errors} errors, {progress.not_reextractable} not re-extractable (faces "
+        "without a sample, deleted samples); log: topic "
         f"{get_settings().kafka.topic_prefix}.reextractions, key {task_id}"
     )
     if progress.status == "stopped":

@@ -42,7 +42,7 @@ class Progress:
     total: int = 0  # samples in the topic when the task (re)started, still to do
     processed: int = 0
     errors: int = 0
-    not_reextractable: int = 0  # known faces without a sample
+    not_reextractable: int = 0  # known faces without a sample, samples deleted from the topic
     status: str = "starting"
 
     def as_dict(self) -> dict[str, Any]:
@@ -263,7 +263,10 @@ class ReextractionTask:
         """Writes the batch's results and, once Kafka has them all, commits its offsets."""
         described, refused = await batch.work
         for sample_id, error in refused:
-            self.progress.errors += 1
+            if error.code == DELETED:
+                self.progress.not_reextractable += 1
+            else:
+                self.progress.errors += 1
             await self._log(
                 {
                     "sample_id": sample_id,
@@ -322,6 +325,7 @@ class ReextractionTask:
 
 
 Refused = schemas.SchemaError | ProcessingError
+DELETED = "deleted_sample"  # not re-extractable rather than an error
 Described = tuple[Record, bytes]  # a sample and its new descriptor's bytes
 RefusedSample = tuple[str | None, Refused]  # a sample's key and why it was refused
 
@@ -354,13 +358,15 @@ def _describe(
     good: list[tuple[Record, np.ndarray]] = []
     refused: list[RefusedSample] = []
     for message in messages:
-        if message.value is None:
-            continue  # a deleted sample
+        key = message.key.decode() if message.key else None
+        if message.value is None:  # a tombstone: the event or face it was cut for has none now
+            refused.append((key, ProcessingError("the sample was deleted", code=DELETED)))
+            continue
         try:
             sample = codec.decode(message.value)
             good.append((sample, decode_sample(sample["image"])))
         except (schemas.SchemaError, ProcessingError) as error:
-            refused.append((message.key.decode() if message.key else None, error))
+            refused.append((key, error))
     vectors = extractor.extract([image for _, image in good]) if good else ()
     described = [
         (sample, np.asarray(vector, dtype="<f4").tobytes())

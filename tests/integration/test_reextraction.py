@@ -48,7 +48,7 @@ async def send(
 
 
 async def publish(
-    deployment: Deployment, spec: topics.TopicSpec, records: list[tuple[str, bytes]]
+    deployment: Deployment, spec: topics.TopicSpec, records: list[tuple[str, bytes | None]]
 ) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=topics.bootstrap_servers(deployment.settings.kafka)
@@ -108,7 +108,11 @@ async def test_switch_version_reextract_while_streaming_stop_and_resume(
             "descriptors": [{"version": 1, "vector": enrolled[0]["faces"][0]["descriptor"]}],
         }
         await publish(deployment, topics.FACES, [(orphan_id, schemas.codec("Face").encode(orphan))])
-        await publish(deployment, topics.SAMPLES, [("corrupt-sample", b"\x00 not a sample")])
+        await publish(
+            deployment,
+            topics.SAMPLES,
+            [("corrupt-sample", b"\x00 not a sample"), ("deleted-sample", None)],
+        )
         ghost_id = str(uuid.uuid4())  # a face whose sample is gone
         ghost = {**orphan, "face_id": ghost_id, "sample_id": "gone-sample"}
         await publish(deployment, topics.FACES, [(ghost_id, schemas.codec("Face").encode(ghost))])
@@ -129,16 +133,21 @@ async def test_switch_version_reextract_while_streaming_stop_and_resume(
 
         # The task, stopped midway (after 4 samples) and resumed while images keep coming.
         first = deployment.cli("reextract", "--version", "2", "--batch-size", "2", "--limit", "4")
-        stopped = re.search(
-            r"to-v2: stopped; (\d+) samples re-extracted, (\d+) errors", first.stdout
+        summary = re.compile(
+            r"to-v2: (\w+); (\d+) samples re-extracted, (\d+) errors, (\d+) not re-extractable"
         )
-        assert stopped and int(stopped[1]) + int(stopped[2]) == 4, first.stdout + first.stderr
+        stopped = summary.search(first.stdout)
+        assert stopped and stopped[1] == "stopped", first.stdout + first.stderr
+        # The limit counts every sample taken, a deleted one among them.
+        assert int(stopped[2]) + int(stopped[3]) + int(stopped[4]) - 1 == 4, first.stdout
         streamed = asyncio.create_task(send(deployment, probes(known, 3)))
         await asyncio.sleep(1)
         resumed = deployment.cli("reextract", "--version", "2", timeout=300)
         await streamed
-        assert "to-v2: done" in resumed.stdout, resumed.stdout
-        assert "1 faces without a sample" in resumed.stdout, resumed.stdout
+        done = summary.search(resumed.stdout)
+        assert done and done[1] == "done", resumed.stdout
+        # Each run reports the face without a sample; the deleted sample is reported once.
+        assert int(stopped[4]) + int(done[4]) == 3, first.stdout + resumed.stdout
         log = deployment.cli("reextract", "--version", "2")  # nothing left: a no-op
         assert "to-v2: done; 0 samples re-extracted" in log.stdout, log.stdout
 
@@ -150,7 +159,7 @@ async def test_switch_version_reextract_while_streaming_stop_and_resume(
         done = [e["sample_id"] for e in entries if e["error_code"] is None]
         assert len(done) == len(set(done))  # none extracted twice
         errors = {e["error_code"] for e in entries if e["error_code"]}
-        assert errors == {"bad_wire_format", "missing_sample", "no_sample"}, errors
+        assert errors == {"bad_wire_format", "deleted_sample", "missing_sample", "no_sample"}
 
         after = await send(deployment, probes(known, 4))
         check_matches(after, version=2)  # complete now: the matchers switched
