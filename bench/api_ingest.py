@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -27,13 +26,8 @@ from aiokafka import AIOKafkaProducer
 
 from streams import topics
 from streams.client import IMAGE_EXTENSIONS, read_folder
+from streams.launch import REPO, ApiProcess, stack_env
 from streams.settings import Settings
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from stack import stack_env  # noqa: E402
-
-from tests.integration.conftest import ApiProcess  # noqa: E402
 
 WRK_SCRIPT = """
 local f = io.open("{image}", "rb"); local body = f:read("*all"); f:close()

@@ -15,13 +15,9 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
-
-from stack import stack_env  # bench/stack.py, beside this script
 
 from processors import align
 from processors.errors import ProcessingError
@@ -30,12 +26,12 @@ from sinks.clickhouse import DriverClient
 from sinks.migrate import upgrade
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.gallery import GalleryIndex
+from streams.launch import REPO, WorkerProcess, stack_env
 from streams.models import ModelSet
 from streams.settings import Settings
 from streams.stages import select_faces
 from streams.topics import ensure_topics
 
-REPO = Path(__file__).resolve().parents[1]
 ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
 LIST = "bench"
 
@@ -147,39 +143,31 @@ def main() -> None:
     asyncio.run(ensure_topics(settings.kafka))
     client = DriverClient(settings.storage.clickhouse_url or "clickhouse://127.0.0.1:19000")
     upgrade(client, settings.storage.database)
-    log_path = REPO / ".facestream" / f"bench-worker-{run}.log"
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            # Warms the worker (models load on first use) with the enrollments.
-            warm = asyncio.run(send_all(settings, known, enroll=True))
-            wait_stored(client, settings.storage.database, warm, timeout=300)
-            models = ModelSet(settings.worker.models_dir)
-            gallery = enroll_bare(models, known)
-            bare(models, settings, images[:10], gallery)  # warm the bare models too
-            e2e_rates, bare_rates, idle_share = [], [], []
-            for _ in range(args.rounds):
-                # Rounds alternate so a noisy spell of the machine hits both sides alike.
-                started = time.perf_counter()
-                ids = asyncio.run(send_all(settings, images))
-                wait_stored(client, settings.storage.database, ids, timeout=600)
-                e2e_rates.append(len(images) / (time.perf_counter() - started))
-                # The idle worker stays up during the bare round: its CPU use is reported.
-                cpu_before, wall_before = process_cpu_s(worker.pid), time.perf_counter()
-                bare_rates.append(bare(models, settings, images, gallery))
-                idle_share.append(
-                    (process_cpu_s(worker.pid) - cpu_before)
-                    / (time.perf_counter() - wall_before)
-                    / (os.cpu_count() or 1)
-                )
-        finally:
-            worker.terminate()
-            worker.wait(60)
+    worker = WorkerProcess({}, REPO / ".facestream" / f"bench-worker-{run}.log")
+    try:
+        # Warms the worker (models load on first use) with the enrollments.
+        warm = asyncio.run(send_all(settings, known, enroll=True))
+        wait_stored(client, settings.storage.database, warm, timeout=300)
+        models = ModelSet(settings.worker.models_dir)
+        gallery = enroll_bare(models, known)
+        bare(models, settings, images[:10], gallery)  # warm the bare models too
+        e2e_rates, bare_rates, idle_share = [], [], []
+        for _ in range(args.rounds):
+            # Rounds alternate so a noisy spell of the machine hits both sides alike.
+            started = time.perf_counter()
+            ids = asyncio.run(send_all(settings, images))
+            wait_stored(client, settings.storage.database, ids, timeout=600)
+            e2e_rates.append(len(images) / (time.perf_counter() - started))
+            # The idle worker stays up during the bare round: its CPU use is reported.
+            cpu_before, wall_before = process_cpu_s(worker.process.pid), time.perf_counter()
+            bare_rates.append(bare(models, settings, images, gallery))
+            idle_share.append(
+                (process_cpu_s(worker.process.pid) - cpu_before)
+                / (time.perf_counter() - wall_before)
+                / (os.cpu_count() or 1)
+            )
+    finally:
+        worker.stop()
     e2e, bare_rate = statistics.median(e2e_rates), statistics.median(bare_rates)
     print(
         json.dumps(

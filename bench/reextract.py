@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from stack import stack_env  # bench/stack.py, beside this script
 
 import schemas
 from processors import align
 from processors.image import decode_image, encode_jpeg
 from streams import topics
 from streams.client import IMAGE_EXTENSIONS, read_folder
+from streams.launch import stack_env
 from streams.models import ModelSet
 from streams.reextract import LANE_CHUNK, ReextractionTask
 from streams.settings import Settings

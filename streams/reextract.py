@@ -102,7 +102,7 @@ class ReextractionTask:
         extractor = self.models.extractor(self.version, threads=1)
         await topics.ensure_topics(self.settings.kafka)
         follow = asyncio.create_task(self.directory.follow(self.settings))
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
             max_request_size=self.settings.kafka.max_message_bytes,
             acks="all",
@@ -114,24 +114,35 @@ class ReextractionTask:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
         )
-        pool = ThreadPoolExecutor(self.lanes, thread_name_prefix=f"reextract-{self.task_id}")
         try:
             await asyncio.gather(
-                self._producer.start(), self._start_consumer(consumer), self.directory.ready.wait()
+                producer.start(), self._start_consumer(consumer), self.directory.ready.wait()
             )
-            await self._report_faces_without_samples()
-            self.progress.status = "running"
-            on_progress(self.progress)
+            return await self.replay(consumer, producer, extractor, on_progress)
+        finally:
+            follow.cancel()
+            await consumer.stop()
+            await producer.stop()
+
+    async def replay(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        extractor: DescriptorExtractor,
+        on_progress: Callable[[Progress], None] = lambda p: None,
+    ) -> Progress:
+        """The task over started Kafka clients, positioned at the task's offsets, and a loaded
+        directory (unit tests give it in-memory ones)."""
+        self._producer = producer
+        await self._report_faces_without_samples()
+        self.progress.status = "running"
+        on_progress(self.progress)
+        with ThreadPoolExecutor(self.lanes, thread_name_prefix=f"reextract-{self.task_id}") as pool:
             await self._replay(
                 consumer, lambda messages: self._describe(pool, extractor, messages), on_progress
             )
-            on_progress(self.progress)
-            return self.progress
-        finally:
-            follow.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            await consumer.stop()
-            await self._producer.stop()
+        on_progress(self.progress)
+        return self.progress
 
     async def _replay(
         self,

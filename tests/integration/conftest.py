@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -21,32 +20,15 @@ from unittest import mock
 import pytest
 
 from sinks.clickhouse import DriverClient
+from streams import launch
+from streams.launch import REPO, ApiProcess, WorkerProcess, free_port
 from streams.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-WORKER_READY = "gallery loaded"
-
-
-def _stack_env() -> dict[str, str]:
-    """Starts the stack if needed (idempotent) and returns the client variables it prints."""
-    subprocess.run(
-        ["bash", str(REPO / "infra/stack.sh"), "start"], check=True, stdout=subprocess.DEVNULL
-    )
-    printed = subprocess.run(
-        ["bash", str(REPO / "infra/stack.sh"), "env"], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
-    env = {}
-    for line in printed.splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            env[key] = value
-    return env
 
 
 @pytest.fixture(scope="session")
 def stack_env(models_dir: Path) -> dict[str, str]:
     run = uuid.uuid4().hex[:8]
-    env = _stack_env()
+    env = launch.stack_env(start=True)
     env |= {
         "FACESTREAM_KAFKA__TOPIC_PREFIX": f"it{run}",
         "FACESTREAM_KAFKA__SESSION_TIMEOUT_S": "6",
@@ -89,40 +71,6 @@ def influx_query(env: dict[str, str], query: str, database: str | None) -> Any:
         return json.loads(response.read())
 
 
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
-        self.log = log
-        self._file = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", *args],
-            env={**os.environ, **env},
-            cwd=REPO,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 180.0, ready: str = WORKER_READY) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.tail()}")
-            if ready in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.tail()}")
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._file.close()
-
-
 @pytest.fixture(scope="session")
 def worker(
     stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -134,48 +82,6 @@ def worker(
         assert process.process.poll() is None, f"the worker died:\n{process.tail()}"
     finally:
         process.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class ApiProcess(WorkerProcess):
-    """`facestream api` on a free port, with the same settings as the worker."""
-
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
-        self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._file = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "api", "--port", str(self.port), *args],
-            env={**os.environ, **env},
-            cwd=REPO,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 180.0, ready: str = "") -> None:
-        """Ready when /v1/health answers (after the directory of faces and lists is loaded)."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"API exited {self.process.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.origin}/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"API not ready in {timeout}s:\n{self.tail()}")
 
 
 @pytest.fixture(scope="session")

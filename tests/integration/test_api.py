@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from streams.client import IMAGE_EXTENSIONS, read_folder
-from tests.integration.conftest import ApiProcess
+from streams.launch import ApiProcess
 
 pytestmark = pytest.mark.integration
 JPEG = {"content-type": "image/jpeg"}

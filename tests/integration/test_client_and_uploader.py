@@ -15,7 +15,7 @@ from PIL import Image
 
 from streams.apiclient import ApiError, AsyncClient, Candidates, Client, Reference
 from streams.client import IMAGE_EXTENSIONS, read_folder
-from tests.integration.conftest import REPO, ApiProcess
+from streams.launch import REPO, ApiProcess
 
 pytestmark = pytest.mark.integration
 

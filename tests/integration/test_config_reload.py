@@ -17,10 +17,11 @@ from aiokafka import AIOKafkaProducer
 from sinks.clickhouse import DriverClient
 from streams import topics
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.launch import ApiProcess, CommandProcess, WorkerProcess, free_port
 from streams.reader import TopicReader
 from streams.reload import SHUTDOWN_EXIT_CODE
 from streams.settings import Settings
-from tests.integration.conftest import RELOAD, ApiProcess, Deployment, WorkerProcess, free_port
+from tests.integration.conftest import RELOAD, Deployment
 
 pytestmark = pytest.mark.integration
 
@@ -62,10 +63,10 @@ async def stream(
     return ids, found
 
 
-def log_has(worker: WorkerProcess, text: str, timeout: float = 30) -> bool:
+def log_has(process: CommandProcess, text: str, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if text in worker.log.read_text(errors="replace"):
+        if text in process.log.read_text(errors="replace"):
             return True
         time.sleep(0.2)
     return False

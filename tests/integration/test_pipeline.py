@@ -19,9 +19,10 @@ import schemas
 from sinks.clickhouse import DriverClient
 from streams import topics
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.launch import WorkerProcess
 from streams.reader import TopicReader
 from streams.settings import KafkaSettings, Settings
-from tests.integration.conftest import WorkerProcess, influx_query
+from tests.integration.conftest import influx_query
 
 pytestmark = pytest.mark.integration
 
@@ -224,9 +225,11 @@ async def test_two_workers_share_the_partitions(
     tmp_path: Path,
 ) -> None:
     """A second worker running only detection joins the group and takes part of its work."""
-    second = WorkerProcess(stack_env, tmp_path / "second.log", "--stages", "detect")
+    second = WorkerProcess(
+        stack_env, tmp_path / "second.log", "--stages", "detect", ready="Worker]: Ready"
+    )
     try:
-        second.wait_ready(ready="Worker]: Ready")
+        second.wait_ready()
         images = [p.read_bytes() for files in people(testdata_dir).values() for p in files[:6]]
         # Sent until both workers have detected something (a rebalance may delay the first).
         database = stack_env["FACESTREAM_INFLUX_MONITORING__DATABASE"]

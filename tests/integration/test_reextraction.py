@@ -21,8 +21,9 @@ from sinks.clickhouse import DriverClient
 from streams import topics
 from streams.apiclient import ApiError, Client, Task
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.launch import ApiProcess, WorkerProcess
 from streams.reader import TopicReader
-from tests.integration.conftest import RELOAD, ApiProcess, Deployment, WorkerProcess
+from tests.integration.conftest import RELOAD, Deployment
 
 pytestmark = pytest.mark.integration
 ACCOUNT = str(uuid.uuid4())
@@ -144,10 +145,10 @@ async def test_switch_version_reextract_while_streaming_stop_and_resume(
         await asyncio.sleep(1)
         resumed = deployment.cli("reextract", "--version", "2", timeout=300)
         await streamed
-        done = summary.search(resumed.stdout)
-        assert done and done[1] == "done", resumed.stdout
+        finished = summary.search(resumed.stdout)
+        assert finished and finished[1] == "done", resumed.stdout
         # Each run reports the face without a sample; the deleted sample is reported once.
-        assert int(stopped[4]) + int(done[4]) == 3, first.stdout + resumed.stdout
+        assert int(stopped[4]) + int(finished[4]) == 3, first.stdout + resumed.stdout
         log = deployment.cli("reextract", "--version", "2")  # nothing left: a no-op
         assert "to-v2: done; 0 samples re-extracted" in log.stdout, log.stdout
 
