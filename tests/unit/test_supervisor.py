@@ -21,6 +21,7 @@ import pytest
 from streams import cli
 from streams.reload import SHUTDOWN_EXIT_CODE
 from streams.run import SUPERVISED_ENV
+from streams.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -175,17 +176,20 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
     return seen
 
 
-def worker_args(*argv: str) -> argparse.Namespace:
-    return cli.parser().parse_args(["worker", *argv])
+def worker(*argv: str) -> int:
+    """`facestream worker ARGV` as the command dispatches it."""
+    args: argparse.Namespace = cli.parser().parse_args(["worker", *argv])
+    code: int = args.run(args)
+    return code
 
 
 def test_worker_command_supervises_only_several_processes_and_never_twice(
     calls: list[tuple[str, object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli._worker(worker_args("--workers", "3", "--stages", "detect,match"))
-    cli._worker(worker_args("--workers", "1", "--stages", "detect"))
+    worker("--workers", "3", "--stages", "detect,match")
+    worker("--workers", "1", "--stages", "detect")
     monkeypatch.setenv(SUPERVISED_ENV, "1")
-    cli._worker(worker_args("--workers", "3", "--stages", "store"))
+    worker("--workers", "3", "--stages", "store")
     assert calls == [
         ("sup", (3, ["--stages", "detect,match"])),
         ("run", ["detect"]),
@@ -197,11 +201,11 @@ def test_worker_count_defaults_to_the_setting(
     calls: list[tuple[str, object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FACESTREAM_WORKER__WORKER_COUNT", "4")
-    cli.get_settings.cache_clear()
+    get_settings.cache_clear()
     try:
-        cli._worker(worker_args())
+        worker()
     finally:
-        cli.get_settings.cache_clear()
+        get_settings.cache_clear()
     assert calls == [("sup", (4, []))]
     with pytest.raises(SystemExit):
-        worker_args("--workers", "0")
+        worker("--workers", "0")

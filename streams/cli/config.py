@@ -1,0 +1,81 @@
+"""`config show|get|set|reset|history`: the settings on the config topic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from streams.settings import Settings
+
+
+def _config(args: argparse.Namespace) -> int:
+    import json
+
+    from streams import config
+    from streams.topics import ensure_topics
+
+    settings = Settings()
+    asyncio.run(ensure_topics(settings.kafka))
+    if args.action == "history":
+        for change in asyncio.run(config.history(settings, args.section)):
+            values = change["values_json"] or "(reset to default)"
+            print(f"{change['changed_at']:%Y-%m-%d %H:%M:%S}  {change['author'] or '?'}  {values}")
+        return 0
+    state = asyncio.run(config.read_state(settings))
+    if args.action in ("set", "reset"):
+        if args.action == "set":
+            values = {
+                **state.overrides.get(args.section, {}),
+                **config.parse_assignments(args.values),
+            }
+            others = {k: v for k, v in state.overrides.items() if k != args.section}
+            try:
+                config.validated(args.section, values, others)
+            except config.ConfigError as error:
+                print(f"refused: {error}", file=sys.stderr)
+                return 2
+        else:
+            values = None
+        asyncio.run(config.publish(settings, args.section, values))
+        print(f"{args.section}: {'reset to default' if values is None else json.dumps(values)}")
+        return 0
+    effective = config.hide_secrets(state.settings().model_dump(mode="json"))
+    if args.action == "get":
+        if args.section not in effective:
+            print(f"unknown section {args.section!r}", file=sys.stderr)
+            return 2
+        effective = {args.section: effective[args.section]}
+    for section, values in effective.items():
+        origin = "config topic" if section in state.overrides else "defaults/file/environment"
+        print(f"[{section}]  ({origin})")
+        for key, value in values.items():
+            print(f"  {key} = {json.dumps(value)}")
+    for section, reason in state.rejected.items():
+        print(f"REFUSED on the config topic, {section}: {reason}")
+    return 1 if state.rejected else 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`config` and its actions, all run by one handler."""
+    config_cmd = sub.add_parser(
+        "config", help="settings on the config topic (they win over file and environment)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_cmd.add_parser("show", help="the effective settings, secrets hidden").set_defaults(
+        run=_config
+    )
+    get = config_cmd.add_parser("get", help="one section's effective values")
+    get.add_argument("section")
+    get.set_defaults(run=_config)
+    set_ = config_cmd.add_parser(
+        "set", help="change keys of a section, e.g. `config set match threshold_v1=0.5`"
+    )
+    set_.add_argument("section")
+    set_.add_argument("values", nargs="+", metavar="KEY=VALUE")
+    set_.set_defaults(run=_config)
+    reset = config_cmd.add_parser("reset", help="a section back to its default (a tombstone)")
+    reset.add_argument("section")
+    reset.set_defaults(run=_config)
+    history = config_cmd.add_parser("history", help="every change of a section")
+    history.add_argument("section")
+    history.set_defaults(run=_config)

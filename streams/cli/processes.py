@@ -1,0 +1,95 @@
+"""The long-running processes: `worker` and `api`, with their config-reload options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from streams.cli.common import ARGV
+from streams.settings import get_settings
+
+
+def _apply_reload_options(args: argparse.Namespace) -> None:
+    """Passed on by environment, so processes started for this one follow them too."""
+    from streams.run import PULLING_ENV, RELOAD_ENV
+
+    if args.config_reload:
+        os.environ[RELOAD_ENV] = "1"
+    if args.pulling_time is not None:
+        os.environ[PULLING_ENV] = str(args.pulling_time)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.agents import STAGES
+    from streams.run import SUPERVISED_ENV, run_worker
+
+    _apply_reload_options(args)
+    count = args.workers or get_settings().worker.worker_count
+    if count > 1 and os.environ.get(SUPERVISED_ENV) != "1":
+        from streams.supervisor import run_workers
+
+        # The reload options travel by environment; only the stages need passing on.
+        return run_workers(count, ["--stages", args.stages] if args.stages else [])
+    stages = args.stages.split(",") if args.stages else list(STAGES)
+    return run_worker(stages, ARGV)
+
+
+def _worker_count(text: str) -> int:
+    """Bounded as the setting is."""
+    from pydantic import ValidationError
+
+    from streams.settings import WorkerSettings
+
+    try:
+        return WorkerSettings.model_validate({"worker_count": text}).worker_count
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(f"{text}: {error.errors()[0]['msg']}") from error
+
+
+def _api(args: argparse.Namespace) -> int:
+    from streams.run import run_api
+
+    _apply_reload_options(args)
+    api = get_settings().api
+    return run_api(args.host or api.host, args.port or api.port, args.workers, ARGV)
+
+
+def _add_reload_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config-reload",
+        action="store_true",
+        help="follow the config topic and apply changes while running (restarting gracefully "
+        "for sections that need it)",
+    )
+    command.add_argument(
+        "--pulling-time",
+        type=float,
+        help="seconds between checks of the config topic (default 10; 0 = at once)",
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`worker` and `api`."""
+    worker = sub.add_parser(
+        "worker",
+        help="run pipeline stages (all by default); start several to share partitions",
+    )
+    worker.add_argument(
+        "--stages", help="comma-separated: detect,liveness,extract,match,store (default: all)"
+    )
+    worker.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="worker processes, restarted when they fail (default: FACESTREAM_WORKER__"
+        "WORKER_COUNT, 1; at most 64)",
+    )
+    _add_reload_arguments(worker)
+    worker.set_defaults(run=_worker)
+
+    api = sub.add_parser("api", help="serve the HTTP API (docs at /v1/docs)")
+    api.add_argument("--host", help="address to bind (default: FACESTREAM_API__HOST)")
+    api.add_argument("--port", type=int, help="port (default: FACESTREAM_API__PORT, 5000)")
+    api.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    _add_reload_arguments(api)
+    api.set_defaults(run=_api)
