@@ -66,7 +66,7 @@ LANE_CHUNK = 16  # samples per extraction call; measured best on 2 cores with 8 
 class _Batch:
     """Fetched samples whose extraction is under way, and the offsets that commit them."""
 
-    work: asyncio.Future[tuple[list[Described], list[RefusedSample]]]
+    work: asyncio.Future[Extracted]
     offsets: dict[TopicPartition, int]
 
 
@@ -147,9 +147,7 @@ class ReextractionTask:
     async def _replay(
         self,
         consumer: AIOKafkaConsumer,
-        describe: Callable[
-            [list[Any]], asyncio.Future[tuple[list[Described], list[RefusedSample]]]
-        ],
+        describe: Callable[[list[Any]], asyncio.Future[Extracted]],
         on_progress: Callable[[Progress], None],
     ) -> None:
         """Batch n+1 is fetched and extracting while batch n's results are written and its
@@ -194,7 +192,7 @@ class ReextractionTask:
 
     def _describe(
         self, pool: ThreadPoolExecutor, extractor: DescriptorExtractor, messages: list[Any]
-    ) -> asyncio.Future[tuple[list[Described], list[RefusedSample]]]:
+    ) -> asyncio.Future[Extracted]:
         """The batch in chunks over the lanes; one (described, refused) for the whole batch."""
         loop = asyncio.get_running_loop()
         chunks = [
@@ -202,7 +200,7 @@ class ReextractionTask:
             for i in range(0, len(messages), LANE_CHUNK)
         ]
 
-        async def merged() -> tuple[list[Described], list[RefusedSample]]:
+        async def merged() -> Extracted:
             described: list[Described] = []
             refused: list[RefusedSample] = []
             for chunk_described, chunk_refused in await asyncio.gather(*chunks):
@@ -339,6 +337,7 @@ Refused = schemas.SchemaError | ProcessingError
 DELETED = "deleted_sample"  # not re-extractable rather than an error
 Described = tuple[Record, bytes]  # a sample and its new descriptor's bytes
 RefusedSample = tuple[str | None, Refused]  # a sample's key and why it was refused
+Extracted = tuple[list[Described], list[RefusedSample]]  # of a chunk or a batch
 
 
 def _next_offsets(messages: list[Any]) -> dict[TopicPartition, int]:
@@ -360,9 +359,7 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
-def _describe(
-    extractor: DescriptorExtractor, messages: list[Any]
-) -> tuple[list[Described], list[RefusedSample]]:
+def _describe(extractor: DescriptorExtractor, messages: list[Any]) -> Extracted:
     """Decoding and extraction of a chunk, in a lane (a thread) off the event loop:
     (sample, descriptor bytes) for each good sample, (key, error) for each bad one."""
     codec = schemas.codec("Sample")
