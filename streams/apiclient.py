@@ -614,10 +614,22 @@ class Endpoints:
     def delete_face(self, face_id: str) -> Call[None]:
         return Call(self._request("DELETE", _face_path(face_id)), _no_content)
 
-    def start_reextraction(self, version: int, task_id: str | None = None) -> Call[Task]:
-        """Re-extract every stored sample with `version`; the same task_id resumes a task."""
-        body: dict[str, Any] = {"version": version} | ({"task_id": task_id} if task_id else {})
+    def start_reextraction(
+        self, version: int, task_id: str | None = None, lanes: int | None = None
+    ) -> Call[Task]:
+        """Re-extract every stored sample with `version`; the same task_id resumes a task.
+        `lanes`: extractions side by side (default: one per core of the API's machine)."""
+        body: dict[str, Any] = {"version": version}
+        body |= {"task_id": task_id} if task_id else {}
+        body |= {"lanes": lanes} if lanes else {}
         return Call(self._request("POST", "/v1/tasks/reextract", json=body), _json(Task.parse))
+
+    def list_tasks(self) -> Call[list[Task]]:
+        """The tasks the API process started, oldest first."""
+        return Call(
+            self._request("GET", "/v1/tasks"),
+            _json(lambda data: [Task.parse(task) for task in data["tasks"]]),
+        )
 
     def get_task(self, task_id: str) -> Call[Task]:
         return Call(self._request("GET", _task_path(task_id)), _json(Task.parse))
@@ -758,6 +770,7 @@ class Client:
     liveness = _sync(Endpoints.liveness)
     sdk = _sync(Endpoints.sdk)
     start_reextraction = _sync(Endpoints.start_reextraction)
+    list_tasks = _sync(Endpoints.list_tasks)
     get_task = _sync(Endpoints.get_task)
     stop_task = _sync(Endpoints.stop_task)
     task_log = _sync(Endpoints.task_log)
@@ -806,6 +819,7 @@ class AsyncClient:
     liveness = _async(Endpoints.liveness)
     sdk = _async(Endpoints.sdk)
     start_reextraction = _async(Endpoints.start_reextraction)
+    list_tasks = _async(Endpoints.list_tasks)
     get_task = _async(Endpoints.get_task)
     stop_task = _async(Endpoints.stop_task)
     task_log = _async(Endpoints.task_log)

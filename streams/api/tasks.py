@@ -1,4 +1,5 @@
-"""Re-extraction tasks over HTTP: start one, follow its counts, stop it, download its log."""
+"""Re-extraction tasks over HTTP: start one, list them, follow its counts, stop it, download
+its log."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from streams.reader import TopicReader
 from streams.reextract import ReextractionTask
 
 log = logging.getLogger(__name__)
+MAX_LANES = 64
 
 
 @dataclass
@@ -49,11 +51,16 @@ async def start_reextraction(request: Request) -> JSONResponse:
             "bad_version",
             f"version must be one of {sorted(DESCRIPTOR_VERSIONS)}, got {version!r}",
         )
+    lanes = body.get("lanes")
+    if lanes is not None and (type(lanes) is not int or not 1 <= lanes <= MAX_LANES):
+        raise ApiError(400, "bad_lanes", f"lanes must be an integer 1..{MAX_LANES}, got {lanes!r}")
     task_id = str(body.get("task_id") or f"to-v{version}")
     tasks: dict[str, Running] = services.tasks
     if task_id in tasks and not tasks[task_id].runner.done():
         raise ApiError(409, "task_running", f"task {task_id} is already running")
-    task = ReextractionTask(services.settings, version, task_id, models=services.models)
+    task = ReextractionTask(
+        services.settings, version, task_id, models=services.models, lanes=lanes
+    )
 
     async def run() -> None:
         try:
@@ -73,6 +80,13 @@ def running(request: Request) -> Running:
     if found is None:
         raise ApiError(404, "task_not_found", f"no task {task_id} was started by this API process")
     return found
+
+
+async def list_tasks(request: Request) -> JSONResponse:
+    """The tasks this API process started, oldest first, with their counts."""
+    account_id(request)
+    tasks: dict[str, Running] = request.app.state.services.tasks
+    return JSONResponse({"tasks": [found.view() for found in tasks.values()]})
 
 
 async def get_task(request: Request) -> JSONResponse:
@@ -107,6 +121,7 @@ async def task_log(request: Request) -> StreamingResponse:
 
 
 routes = [
+    Route("/v1/tasks", list_tasks, methods=["GET"]),
     Route("/v1/tasks/reextract", start_reextraction, methods=["POST"]),
     Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/v1/tasks/{task_id}/stop", stop_task, methods=["POST"]),

@@ -213,12 +213,18 @@ async def test_the_task_over_http_with_progress_and_log(
             with pytest.raises(ApiError) as refused:
                 client.start_reextraction(7)
             assert (refused.value.status, refused.value.code) == (400, "bad_version")
-            assert client.start_reextraction(2, task_id="http").status in ("starting", "running")
+            with pytest.raises(ApiError) as refused:
+                client.start_reextraction(2, task_id="http", lanes=999)
+            assert (refused.value.status, refused.value.code) == (400, "bad_lanes")
+            started = client.start_reextraction(2, task_id="http", lanes=1)
+            assert started.status in ("starting", "running")
+            assert [t.task_id for t in client.list_tasks()] == ["http"]
             deadline = time.monotonic() + 120
             while (task := client.get_task("http")).status not in ("done", "failed"):
                 assert time.monotonic() < deadline, task
                 time.sleep(0.3)
             assert task.status == "done" and task.processed == len(known), task
+            assert client.list_tasks() == [task]
             lines = client.task_log("http")
             assert len(lines) == len(known) and all(entry["ok"] for entry in lines)
             assert all(len(entry["face_ids"]) == 1 for entry in lines)
