@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,8 +30,9 @@ from processors.types import DescriptorExtractor
 from streams import topics
 from streams.directory import Directory
 from streams.models import ModelSet
+from streams.monitoring import Monitor
 from streams.reader import partitions_of
-from streams.settings import Settings
+from streams.settings import LiveSettings, Settings
 from streams.stages import decode_sample
 
 Record = dict[str, Any]
@@ -59,6 +61,7 @@ def group_id(settings: Settings, task_id: str) -> str:
     return f"{settings.kafka.topic_prefix}.reextract.{task_id}"
 
 
+MONITORED_STAGE = "reextract"
 LANE_CHUNK = 16  # samples per extraction call; measured best on 2 cores with 8 to 16
 
 
@@ -68,6 +71,7 @@ class _Batch:
 
     work: asyncio.Future[Extracted]
     offsets: dict[TopicPartition, int]
+    fetched_at: float = field(default_factory=time.perf_counter)
 
 
 class ReextractionTask:
@@ -94,6 +98,8 @@ class ReextractionTask:
         self.progress = Progress()
         self.stop_requested = asyncio.Event()
         self.directory = Directory()
+        # Points like a worker stage's (stage "reextract"), when monitoring is on.
+        self.monitor = Monitor(LiveSettings(settings))
         self._fetched = 0
 
     async def run(self, on_progress: Callable[[Progress], None] = lambda p: None) -> Progress:
@@ -141,6 +147,7 @@ class ReextractionTask:
             await self._replay(
                 consumer, lambda messages: self._describe(pool, extractor, messages), on_progress
             )
+        await self.monitor.flush()
         on_progress(self.progress)
         return self.progress
 
@@ -165,6 +172,7 @@ class ReextractionTask:
                 if len(in_flight) == 2 or (in_flight and not messages):
                     await self._finish(consumer, in_flight.pop(0))
                     on_progress(self.progress)
+                    await self.monitor.tick()
                 if in_flight:
                     continue
                 if self._stopping():
@@ -271,11 +279,10 @@ class ReextractionTask:
     async def _finish(self, consumer: AIOKafkaConsumer, batch: _Batch) -> None:
         """Writes the batch's results and, once Kafka has them all, commits its offsets."""
         described, refused = await batch.work
+        errors = sum(error.code != DELETED for _, error in refused)
+        self.progress.errors += errors
+        self.progress.not_reextractable += len(refused) - errors
         for sample_id, error in refused:
-            if error.code == DELETED:
-                self.progress.not_reextractable += 1
-            else:
-                self.progress.errors += 1
             await self._log(
                 {
                     "sample_id": sample_id,
@@ -309,6 +316,8 @@ class ReextractionTask:
         for face_id, face, sent in updates:
             self.directory.apply_face(face_id, face, (await sent).offset)
         await consumer.commit(batch.offsets)
+        seconds = time.perf_counter() - batch.fetched_at  # fetched to committed
+        self.monitor.record(MONITORED_STAGE, len(described), errors, seconds)
 
     async def _add_to_face(
         self, face: Record, descriptor: bytes

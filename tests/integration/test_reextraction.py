@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from streams.apiclient import ApiError, Client, Task
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.launch import ApiProcess, WorkerProcess
 from streams.reader import TopicReader
-from tests.integration.conftest import RELOAD, Deployment
+from tests.integration.conftest import RELOAD, Deployment, influx_query
 
 pytestmark = pytest.mark.integration
 ACCOUNT = str(uuid.uuid4())
@@ -289,5 +290,14 @@ async def test_a_task_stopped_over_http_resumes_where_it_stopped(
             assert first.processed + second.processed == len(sample_ids)
             logged = [entry["sample_id"] for entry in client.task_log("halves")]
             assert sorted(logged) == sorted(sample_ids)  # each once: none redone, none skipped
+        # Both runs' batches reached InfluxDB as the API process's "reextract" stage.
+        worker = f"{socket.gethostname()}-{api.process.pid}"
+        result = influx_query(
+            deployment.env,
+            "SELECT sum(processed), sum(errors) FROM facestream_stage "
+            f"WHERE stage = 'reextract' AND worker = '{worker}'",
+            deployment.env["FACESTREAM_INFLUX_MONITORING__DATABASE"],
+        )
+        assert result["results"][0]["series"][0]["values"][0][1:] == [len(sample_ids), 0]
     finally:
         api.stop()
