@@ -37,6 +37,17 @@ async def partitions_of(settings: Settings, name: str, wait_s: float = 10) -> li
         await admin.close()
 
 
+async def assign_with_ends(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Assigns the partitions; returns their end offsets, asked for first: once assigned, the
+    consumer's long-polling fetch would hold that request back for up to fetch_max_wait_ms
+    (measured: 0.5 s)."""
+    ends = await consumer.end_offsets(partitions)
+    consumer.assign(partitions)
+    return ends
+
+
 class TopicReader:
     """Decoded (key, value) pairs of one topic; a None value is a tombstone. Starts at the end
     (only what comes after `async with`) or at the beginning."""
@@ -64,10 +75,7 @@ class TopicReader:
             max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
         )
         await self._consumer.start()
-        # The ends first: once assigned, the consumer's long-polling fetch would hold this
-        # request back for up to fetch_max_wait_ms (measured: 0.5 s per reader).
-        self._end = await self._consumer.end_offsets(partitions)
-        self._consumer.assign(partitions)
+        self._end = await assign_with_ends(self._consumer, partitions)
         if self._from_beginning:
             await self._consumer.seek_to_beginning(*partitions)
         else:

@@ -31,7 +31,7 @@ from streams import topics
 from streams.directory import Directory
 from streams.models import ModelSet
 from streams.monitoring import Monitor
-from streams.reader import partitions_of
+from streams.reader import assign_with_ends, partitions_of
 from streams.settings import LiveSettings, Settings
 from streams.stages import decode_sample
 
@@ -227,10 +227,7 @@ class ReextractionTask:
         partitions = await partitions_of(
             self.settings, topics.topic_name(self.settings.kafka, topics.SAMPLES)
         )
-        # The ends before assigning: an assigned consumer's long-polling fetch would hold the
-        # request back for up to fetch_max_wait_ms.
-        end = await consumer.end_offsets(partitions)
-        consumer.assign(partitions)
+        end = await assign_with_ends(consumer, partitions)
         committed = 0
         for tp in partitions:
             committed += min(await consumer.position(tp), end[tp])
