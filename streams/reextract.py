@@ -62,6 +62,7 @@ def group_id(settings: Settings, task_id: str) -> str:
 
 
 MONITORED_STAGE = "reextract"
+MAX_LANES = 64
 LANE_CHUNK = 16  # samples per extraction call; measured best on 2 cores with 8 to 16
 
 

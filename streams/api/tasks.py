@@ -21,10 +21,9 @@ from streams.api.lists import JSON_LIMIT
 from streams.api.requests import account_id, json_body
 from streams.api.services import Services
 from streams.reader import TopicReader
-from streams.reextract import ReextractionTask
+from streams.reextract import MAX_LANES, ReextractionTask
 
 log = logging.getLogger(__name__)
-MAX_LANES = 64
 
 
 @dataclass

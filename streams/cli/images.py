@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from streams.cli.common import number_in
 from streams.settings import get_settings
 
 log = logging.getLogger("facestream")
@@ -79,16 +79,6 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(get_settings(), args.testdata, timeout=args.timeout))
 
 
-def _number_in(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not in [{low:g}..{high:g}]")
-        return value
-
-    return parse
-
-
 def _flag(parser: argparse.ArgumentParser, name: str, default: int | None, help: str) -> None:
     """A 0|1 option, as folder_uploader takes them; required when it has no default."""
     parser.add_argument(
@@ -127,7 +117,7 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     for angle in ("pitch", "roll", "yaw"):
         upload.add_argument(
             f"--{angle}-threshold",
-            type=_number_in(0, 180),
+            type=number_in(0, 180, float),
             help=f"largest {angle} angle kept, degrees [0..180]",
         )
     _flag(upload, "--multi-face-allowed", 0, "a face per face found, not just one")
@@ -135,7 +125,7 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _flag(upload, "--basic-attr", 0, "not supported: faces carry no basic attributes")
     upload.add_argument(
         "--score-threshold",
-        type=_number_in(0, 1),
+        type=number_in(0, 1, float),
         default=0.0,
         help="lowest detection score kept [0..1]",
     )

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from streams.cli.common import number_in
 from streams.settings import get_settings
+
+MAX_BATCH = 4096
+
+
+def _lanes(text: str) -> int:
+    from streams.reextract import MAX_LANES  # here: the module is heavy for `--help`
+
+    return number_in(1, MAX_LANES, int)(text)
 
 
 def _reextract(args: argparse.Namespace) -> int:
@@ -63,14 +72,19 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--task-id", help="names the task; the same id resumes it (default: to-v<VERSION>)"
     )
     reextract.add_argument(
-        "--batch-size", type=int, default=128, help="samples per batch (one commit each)"
+        "--batch-size",
+        type=number_in(1, MAX_BATCH, int),
+        default=128,
+        help="samples per batch (one commit each)",
     )
     reextract.add_argument(
-        "--limit", type=int, help="stop after this many samples (run again to go on)"
+        "--limit",
+        type=number_in(1, float("inf"), int),
+        help="stop after this many samples (run again to go on)",
     )
     reextract.add_argument(
         "--lanes",
-        type=int,
+        type=_lanes,
         help="extractions side by side, each on one thread (default: one per core)",
     )
     reextract.set_defaults(run=_reextract)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 import schemas
 from processors.image import encode_jpeg
 from processors.types import Descriptors, ImageBGR
+from streams import cli, topics
 from streams.reextract import Progress, ReextractionTask
 from streams.settings import Settings
 
@@ -42,7 +43,8 @@ class Journal:
 
     def logged(self) -> list[dict[str, Any]]:
         codec = schemas.codec("Reextraction")
-        return [codec.decode(value) for topic, _, value in self.sent if topic.endswith("ions")]
+        log = topics.topic_name(Settings().kafka, topics.REEXTRACTIONS)
+        return [codec.decode(value) for topic, _, value in self.sent if topic == log]
 
 
 class SamplesTopic:
@@ -247,3 +249,29 @@ async def test_stopped_midway_then_resumed_none_twice_none_skipped() -> None:
     assert done.status == "done" and stopped.processed + done.processed == 500
     ids = [e["sample_id"] for e in first_journal.logged() + second_journal.logged()]
     assert sorted(ids) == sorted(f"s{i}" for i in range(500))
+
+
+@pytest.mark.parametrize(
+    ("option", "refusal"),
+    [
+        (["--lanes", "0"], "--lanes: 0 is not in [1..64]"),
+        (["--lanes", "65"], "--lanes: 65 is not in [1..64]"),
+        (["--lanes", "two"], "--lanes: 'two' is not an integer"),
+        (["--batch-size", "0"], "--batch-size: 0 is not in [1..4096]"),
+        (["--limit", "-3"], "--limit: -3 is not in [1..inf]"),
+    ],
+)
+def test_the_command_refuses_bad_numbers_with_the_reason(
+    option: list[str], refusal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.parser().parse_args(["reextract", "--version", "2", *option])
+    assert exited.value.code == 2
+    assert refusal in capsys.readouterr().err
+
+
+def test_the_command_passes_good_numbers_on() -> None:
+    args = cli.parser().parse_args(
+        ["reextract", "--version", "2", "--lanes", "3", "--batch-size", "64", "--limit", "9"]
+    )
+    assert (args.lanes, args.batch_size, args.limit) == (3, 64, 9)
