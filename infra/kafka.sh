@@ -7,7 +7,8 @@
 #   infra/kafka.sh status
 #
 # Env: FACESTREAM_STATE, FACESTREAM_KAFKA_PORT (19092), FACESTREAM_KAFKA_CONTROLLER_PORT (19093),
-#      FACESTREAM_KAFKA_HEAP (-Xms256m -Xmx512m), JAVA (java), MVN (mvn).
+#      FACESTREAM_KAFKA_HEAP (-Xms256m -Xmx512m), FACESTREAM_KAFKA_LIBS ($FACESTREAM_STATE/kafka/libs),
+#      JAVA (java), MVN (mvn).
 LOG_PREFIX=kafka
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,7 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 NAME=kafka
 KAFKA_VERSION=3.9.1
 DIR="$(state_dir "$NAME")"
-LIBS="$DIR/libs"
+LIBS="${FACESTREAM_KAFKA_LIBS:-$DIR/libs}"   # a second broker may share the jars
 DATA="$DIR/data"
 POM="$INFRA_DIR/kafka/pom.xml"
 JAVA="${JAVA:-java}"

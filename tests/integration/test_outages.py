@@ -1,0 +1,249 @@
+"""The fault suite: servers and workers fail in the middle of a stream, and every image still ends
+as exactly one event row (counted from outside, in ClickHouse, under FINAL).
+
+Each test streams its own images into a private deployment (topic prefix, database); the fault
+hits a worker process of that deployment or a private copy of a server (tests.integration.
+servers), never the servers the other tests share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from sinks.clickhouse import DriverClient
+from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.launch import WorkerProcess
+from streams.settings import Settings
+from tests.integration.conftest import Deployment, influx_query
+from tests.integration.servers import PrivateServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+IMAGES = 200  # per test; the fault strikes once FAULT_AFTER events are stored
+FAULT_AFTER = 40
+ACCOUNTS = [str(uuid.uuid4()) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def photos(testdata_dir: Path) -> list[bytes]:
+    return [p.read_bytes() for p in read_folder(testdata_dir / "johns", IMAGE_EXTENSIONS)]
+
+
+@pytest.fixture
+def deployment(stack_env: dict[str, str], tmp_path: Path) -> Deployment:
+    return Deployment(stack_env, tmp_path)
+
+
+def with_env(deployment: Deployment, **env: str) -> Settings:
+    deployment.env |= env
+    with mock.patch.dict(os.environ, deployment.env):
+        deployment.settings = Settings()
+    return deployment.settings
+
+
+class Counts:
+    def __init__(self, clickhouse: DriverClient, database: str) -> None:
+        self.clickhouse, self.database = clickhouse, database
+
+    def events(self) -> tuple[int, int]:
+        """(rows under FINAL, distinct event ids): equal when nothing is stored twice."""
+        try:
+            (row,) = self.clickhouse.query(
+                f"SELECT count() AS rows, uniqExact(event_id) AS events "
+                f"FROM {self.database}.events FINAL"
+            )
+        except Exception:  # the worker has not created the tables yet
+            return 0, 0
+        return int(row["rows"]), int(row["events"])
+
+    def wait(self, at_least: int, timeout: float) -> tuple[int, int]:
+        deadline = time.monotonic() + timeout
+        while (counts := self.events())[1] < at_least and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return counts
+
+
+@pytest.fixture
+def counts(clickhouse: DriverClient, deployment: Deployment) -> Counts:
+    return Counts(clickhouse, deployment.settings.storage.database)
+
+
+async def send_all(settings: Settings, photos: list[bytes], count: int = IMAGES) -> set[str]:
+    """`count` images (the photos over and over), acknowledged by the broker before returning."""
+    async with ImageProducer(settings) as producer:
+        ids = {
+            await producer.send(photos[i % len(photos)], account_id=ACCOUNTS[i % len(ACCOUNTS)])
+            for i in range(count)
+        }
+        await producer.flush()
+    return ids
+
+
+def stream_with_fault(
+    settings: Settings,
+    photos: list[bytes],
+    counts: Counts,
+    fault: Callable[[], None],
+    timeout: float = 180,
+) -> tuple[int, int]:
+    """Sends IMAGES images, runs `fault` once FAULT_AFTER are stored, waits for all of them."""
+    sent = asyncio.run(send_all(settings, photos))
+    assert len(sent) == IMAGES
+    stored_before = counts.wait(FAULT_AFTER, timeout=120)[1]
+    assert stored_before >= FAULT_AFTER, f"only {stored_before} events stored before the fault"
+    assert stored_before < IMAGES, "the stream ended before the fault struck: send more images"
+    fault()
+    return counts.wait(IMAGES, timeout)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for process in started:
+        if process.process.poll() is None:
+            process.stop()
+
+
+def start_worker(
+    deployment: Deployment, processes: list[WorkerProcess], name: str, *args: str
+) -> WorkerProcess:
+    process = WorkerProcess(deployment.env, deployment.folder / f"{name}.log", *args)
+    processes.append(process)
+    process.wait_ready()
+    return process
+
+
+def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
+    deployment: Deployment, counts: Counts, photos: list[bytes], processes: list[WorkerProcess]
+) -> None:
+    first = start_worker(deployment, processes, "first")
+
+    def kill_and_replace() -> None:
+        first.process.kill()
+        first.process.wait(10)
+        start_worker(deployment, processes, "second")
+
+    rows, events = stream_with_fault(deployment.settings, photos, counts, kill_and_replace)
+    assert (rows, events) == (IMAGES, IMAGES)
+
+
+def test_one_of_two_workers_killed_the_other_finishes_the_stream(
+    deployment: Deployment, counts: Counts, photos: list[bytes], processes: list[WorkerProcess]
+) -> None:
+    first = start_worker(deployment, processes, "first")
+    second = start_worker(deployment, processes, "second")
+
+    def kill_one() -> None:
+        first.process.kill()
+
+    rows, events = stream_with_fault(deployment.settings, photos, counts, kill_one)
+    assert (rows, events) == (IMAGES, IMAGES)
+    assert second.process.poll() is None, second.tail()
+
+
+def test_sigterm_mid_stream_stops_cleanly_and_the_next_worker_finishes(
+    deployment: Deployment, counts: Counts, photos: list[bytes], processes: list[WorkerProcess]
+) -> None:
+    first = start_worker(deployment, processes, "first")
+    exits: list[int] = []
+
+    def terminate_and_replace() -> None:
+        first.process.send_signal(signal.SIGTERM)
+        exits.append(first.process.wait(30))  # never ignored, never hung
+        start_worker(deployment, processes, "second")
+
+    rows, events = stream_with_fault(deployment.settings, photos, counts, terminate_and_replace)
+    assert exits == [0], first.tail()
+    assert (rows, events) == (IMAGES, IMAGES)
+
+
+def test_the_broker_killed_and_restarted_mid_stream_loses_nothing(
+    deployment: Deployment,
+    counts: Counts,
+    photos: list[bytes],
+    processes: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    broker = PrivateServer("kafka", tmp_path / "state")
+    broker.start()
+    try:
+        settings = with_env(deployment, FACESTREAM_KAFKA__BROKER=f"kafka://127.0.0.1:{broker.port}")
+        # Under the supervisor, as deployed: a worker that can no longer work exits and comes back.
+        worker = start_worker(deployment, processes, "worker", "--workers", "1")
+
+        def kill_and_restart() -> None:
+            broker.kill()
+            time.sleep(5)
+            broker.start()
+
+        rows, events = stream_with_fault(settings, photos, counts, kill_and_restart)
+        assert (rows, events) == (IMAGES, IMAGES), worker.tail()
+        assert worker.process.poll() is None, worker.tail()
+    finally:
+        for process in processes:
+            process.stop()
+        broker.stop()
+
+
+def test_influxdb_hung_then_stopped_never_blocks_the_stream(
+    deployment: Deployment,
+    counts: Counts,
+    photos: list[bytes],
+    processes: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    influx = PrivateServer("influxdb", tmp_path / "state")
+    influx.start()
+    try:
+        with_env(
+            deployment,
+            FACESTREAM_INFLUX_MONITORING__PORT=str(influx.port),
+            FACESTREAM_INFLUX_MONITORING__DATABASE="facestream",
+        )
+        worker = start_worker(deployment, processes, "worker")
+
+        def hang() -> None:
+            influx.freeze()  # connections open, no answer: the writer must time out, not wait
+
+        try:
+            rows, events = stream_with_fault(deployment.settings, photos, counts, hang)
+            assert (rows, events) == (IMAGES, IMAGES), worker.tail()
+        finally:
+            influx.thaw()
+        influx.stop()
+        # And with InfluxDB gone altogether, more images still flow.
+        more = asyncio.run(send_all(deployment.settings, photos, count=20))
+        rows, events = counts.wait(IMAGES + len(more), timeout=120)
+        assert (rows, events) == (IMAGES + 20, IMAGES + 20)
+        assert worker.process.poll() is None, worker.tail()
+        influx.start()
+        env = {
+            "FACESTREAM_INFLUX_MONITORING__HOST": "127.0.0.1",
+            "FACESTREAM_INFLUX_MONITORING__PORT": str(influx.port),
+        }
+        deadline = time.monotonic() + 30
+        while True:  # the points written before the hang are there; monitoring resumes
+            result = influx_query(
+                env,
+                "SELECT sum(processed) FROM facestream_stage WHERE stage = 'store_events'",
+                "facestream",
+            )
+            series = result["results"][0].get("series")
+            if series or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert series, result
+    finally:
+        for process in processes:
+            process.stop()
+        influx.stop()
