@@ -70,9 +70,10 @@ class YuNetDetector:
         scale = min(1.0, width / image.shape[1], height / image.shape[0])
         canvas = np.zeros((height, width, 3), np.uint8)
         if scale < 1:
+            # At least one pixel: a 1x5000 image shrinks its short side to 0.13, not to nothing.
             size = (
-                min(width, round(image.shape[1] * scale)),
-                min(height, round(image.shape[0] * scale)),
+                max(1, min(width, round(image.shape[1] * scale))),
+                max(1, min(height, round(image.shape[0] * scale))),
             )
             # INTER_AREA averages the pixels it drops, so small faces do not alias away.
             image = cast(ImageBGR, cv2.resize(image, size, interpolation=cv2.INTER_AREA))

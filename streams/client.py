@@ -11,7 +11,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaProducer
 
 import schemas
-from streams import topics
+from streams import claim_check, topics
 from streams.settings import Settings
 
 Record = dict[str, Any]
@@ -55,7 +55,7 @@ class ImageProducer:
         event_id = event_id or str(uuid.uuid4())
         ref = None
         if len(data) > self.settings.kafka.max_message_bytes - ENVELOPE_BYTES:
-            ref = self._store(event_id, data)
+            ref = claim_check.store(self.settings.image.claim_check_dir, account_id, data)
         context = {
             "event_id": event_id,
             "account_id": account_id,
@@ -66,13 +66,6 @@ class ImageProducer:
             "timings": {},
         }
         return {"context": context, "data": None if ref else data, "data_ref": ref}
-
-    def _store(self, event_id: str, data: bytes) -> str:
-        folder = self.settings.image.claim_check_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / event_id
-        path.write_bytes(data)
-        return path.resolve().as_uri()
 
     async def send(self, data: bytes, **options: Any) -> str:
         record = self.image_record(data, **options)

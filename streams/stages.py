@@ -11,9 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -22,9 +20,16 @@ from processors import align
 from processors.errors import ImageError, ProcessingError
 from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, LivenessResult
+from streams import claim_check
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
-from streams.settings import DetectionSettings, LiveSettings, MatchSettings, Settings
+from streams.settings import (
+    DetectionSettings,
+    ImageSettings,
+    LiveSettings,
+    MatchSettings,
+    Settings,
+)
 
 Record = dict[str, Any]
 Output = Literal["detections", "samples", "liveness", "descriptors", "matches", "events", "faces"]
@@ -72,24 +77,20 @@ def _geometry(index: int, d: Detection) -> Record:
     }
 
 
-def read_image_bytes(image: Record, max_bytes: int) -> bytes:
-    """Inline bytes, or the claim-checked file the producer stored beside the message."""
+def read_image_bytes(image: Record, limits: ImageSettings) -> bytes:
+    """Inline bytes, or the claim-checked file the producer stored for the message's account."""
     if image["data"] is not None:
         data: bytes = image["data"]
         return data
     ref = image["data_ref"]
     if ref is None:
         raise ImageError("the message has neither image bytes nor a reference", code="empty_image")
-    path = Path(urlparse(ref).path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ImageError(f"stored image {ref} is unreadable: {exc}", code="missing_image") from exc
-    if size > max_bytes:
-        raise ImageError(
-            f"image is {size} bytes, over the {max_bytes}-byte limit", code="image_too_large"
-        )
-    return path.read_bytes()
+    return claim_check.read(
+        ref,
+        folder=limits.claim_check_dir,
+        account_id=image["context"]["account_id"],
+        max_bytes=limits.max_bytes,
+    )
 
 
 def select_faces(
@@ -116,6 +117,14 @@ def select_faces(
     return big
 
 
+# Sample ids derive from the event: a redelivered image replaces its samples, never adds some.
+SAMPLE_NAMESPACE = uuid.UUID("8f6d3c1e-2b4a-5e7f-9a0b-1c2d3e4f5a6b")
+
+
+def sample_uuid(event_id: str, face_index: int) -> str:
+    return str(uuid.uuid5(SAMPLE_NAMESPACE, f"{event_id}/{face_index}"))
+
+
 class DetectStage:
     """Decodes, detects, applies the face-count and size rules, cuts samples and liveness input."""
 
@@ -134,7 +143,7 @@ class DetectStage:
         started = time.perf_counter()
         limits = settings.image
         try:
-            data = read_image_bytes(record, limits.max_bytes)
+            data = read_image_bytes(record, limits)
             image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
             enroll = record["context"]["enroll"] is not None
             faces = select_faces(self.models.detector.detect(image), settings.detection, enroll)
@@ -143,7 +152,7 @@ class DetectStage:
         context = record["context"]
         detected, samples = [], []
         for index, detection in faces:
-            sample_id = str(uuid.uuid4())
+            sample_id = sample_uuid(context["event_id"], index)
             sample = encode_jpeg(align.warp(image, detection.landmarks))
             crops = self.models.liveness.crops(image, detection)
             detected.append(
@@ -319,6 +328,10 @@ class MatchStage:
     def _one(self, record: Record, match: MatchSettings) -> Result:
         started = time.perf_counter()
         context = record["context"]
+        if context["enroll"] is not None:
+            refused = self._refused_enrollment(context)
+            if refused is not None:
+                return Result(error=refused)
         version = record["descriptor_version"]
         emits = []
         faces = []
@@ -366,6 +379,21 @@ class MatchStage:
         }
         key = context["event_id"]
         return Result([*emits, Emit("matches", key, matched), Emit("events", key, event)])
+
+    def _refused_enrollment(self, context: Record) -> ProcessingError | None:
+        """A face id or list id of another account is not the sender's to use: refused, nothing
+        changes. A list id no account owns yet stays usable, for the sender's account only."""
+        enrollment, account = context["enroll"], context["account_id"]
+        owners = {
+            "face_id": enrollment["face_id"] and self.gallery.face_owner(enrollment["face_id"]),
+            "list_id": self.gallery.list_owner(enrollment["list_id"]),
+        }
+        for name, owner in owners.items():
+            if owner and owner != account:
+                return ProcessingError(
+                    f"enroll.{name} belongs to another account", code="forbidden"
+                )
+        return None
 
     @staticmethod
     def _enroll(context: Record, face: Record, vectors: dict[int, bytes]) -> Record:

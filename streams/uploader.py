@@ -9,7 +9,9 @@ in the source folder itself, so a re-run of the same folder finds them wherever 
 - `_error_log.txt` holds this run's failures, `{"image name": ..., "error": {"error_code": ...,
   "desc": ...}}`; a failed image (broken, faceless, refused) is retried by the next run.
 
-The image name is the path relative to the source folder. Without a list id a new list is made;
+The image name is the path relative to the source folder, bytes that are not UTF-8 written as
+`\\xNN` so that the logs stay text. A link to a file outside the source folder is not followed
+(an error log line says so) unless `follow_links` is set. Without a list id a new list is made;
 pass the id it prints to a re-run so that the rest of the folder joins the same list.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +49,7 @@ class UploadOptions:
     score_threshold: float = 0.0
     name_as_userdata: bool = False
     concurrency: int = 10
+    follow_links: bool = False
 
     def __post_init__(self) -> None:
         if self.list_id is not None and not self.list_linked:
@@ -81,6 +85,17 @@ def _enrolled(log: Path) -> set[str]:
         except (ValueError, KeyError, TypeError):
             continue
     return names
+
+
+def _log_name(path: Path, source: Path) -> str:
+    # Paths reach Python with undecodable bytes as lone surrogates, which UTF-8 cannot encode.
+    name = os.fsencode(path.relative_to(source).as_posix())
+    return name.decode("utf-8", "backslashreplace")
+
+
+def _link_refusal(name: str) -> dict[str, Any]:
+    desc = "a link to a file outside the source folder; --follow-links enrolls it"
+    return {"image name": name, "error": {"error_code": "link_outside_source", "desc": desc}}
 
 
 def _write(log: TextIO, record: dict[str, Any]) -> None:
@@ -128,17 +143,26 @@ async def upload_folder(client: AsyncClient, source: Path, options: UploadOption
     if not source.is_dir():
         raise NotADirectoryError(f"{source} is not a folder")
     done_before = _enrolled(source / SUCCESS_LOG)
-    images = {p.relative_to(source).as_posix(): p for p in read_folder(source, IMAGE_EXTENSIONS)}
+    images = {_log_name(p, source): p for p in read_folder(source, IMAGE_EXTENSIONS)}
     todo = {name: path for name, path in images.items() if name not in done_before}
-    list_id = await _target_list(client, options) if todo else options.list_id
+    root = source.resolve()
+    links = set()
+    if not options.follow_links:
+        links = {name for name, path in todo.items() if not path.resolve().is_relative_to(root)}
+    enrollable = {name: path for name, path in todo.items() if name not in links}
+    list_id = await _target_list(client, options) if enrollable else options.list_id
     list_ids = [list_id] if list_id else []
     gate = asyncio.Semaphore(options.concurrency)
 
+    # backslashreplace: an API's error text with a lone surrogate must not stop the logging.
     with (
-        open(source / SUCCESS_LOG, "a", encoding="utf-8") as successes,
-        open(source / ERROR_LOG, "w", encoding="utf-8") as errors,
+        open(source / SUCCESS_LOG, "a", encoding="utf-8", errors="backslashreplace") as successes,
+        open(source / ERROR_LOG, "w", encoding="utf-8", errors="backslashreplace") as errors,
         tqdm(total=len(todo), desc="upload", unit="img") as bar,
     ):
+        for name in sorted(links):
+            _write(errors, _link_refusal(name))
+            bar.update()
 
         async def enroll(name: str, path: Path) -> bool:
             async with gate:
@@ -147,10 +171,11 @@ async def upload_folder(client: AsyncClient, source: Path, options: UploadOption
             bar.update()
             return "error" not in record
 
-        results = await asyncio.gather(*(enroll(name, path) for name, path in todo.items()))
+        results = await asyncio.gather(*(enroll(name, path) for name, path in enrollable.items()))
 
     failed = results.count(False)
-    return UploadSummary(len(todo) - failed, len(images) - len(todo), failed, list_id)
+    done = len(enrollable) - failed
+    return UploadSummary(done, len(images) - len(todo), failed + len(links), list_id)
 
 
 async def run_upload(origin: str, account_id: str, source: Path, options: UploadOptions) -> int:

@@ -66,6 +66,7 @@ def _upload(args: argparse.Namespace) -> int:
             score_threshold=args.score_threshold,
             name_as_userdata=bool(args.name_as_userdata),
             concurrency=args.concurrency,
+            follow_links=args.follow_links,
         )
     except ValueError as exc:
         print(f"facestream upload: {exc}", file=sys.stderr)
@@ -131,6 +132,11 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     _flag(upload, "--name-as-userdata", 0, "the image's name is the face's user data")
     upload.add_argument("--concurrency", type=int, default=10, help="images in flight at once")
+    upload.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="enroll links to files outside the folder too (by default skipped, in the error log)",
+    )
     upload.set_defaults(run=_upload)
 
 

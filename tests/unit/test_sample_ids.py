@@ -1,0 +1,25 @@
+"""A redelivered image makes the same sample ids: its samples replace, never add, on the
+compacted samples topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streams.models import ModelSet
+from streams.settings import Settings
+from streams.stages import sample_uuid
+from streams.testing import InMemoryPipeline
+from tests.unit.test_stages import image
+
+
+def test_a_redelivered_image_has_the_same_sample_ids(models_dir: Path, testdata_dir: Path) -> None:
+    pipeline = InMemoryPipeline(ModelSet(models_dir), Settings())
+    # Two faces of one event, then the same message again as a redelivery would bring it.
+    record = image((testdata_dir / "faces" / "2008_002470.jpg").read_bytes())
+    first, again = pipeline.send([record]), pipeline.send([record])
+    event_id = record["context"]["event_id"]
+    ids = [sample_uuid(event_id, face["geometry"]["index"]) for face in first[0]["faces"]]
+    assert len(ids) == len(set(ids)) >= 2
+    for event in (first[0], again[0]):
+        assert [face["sample_id"] for face in event["faces"]] == ids
+    assert [key for key, _ in pipeline.sink["samples"]] == ids + ids
