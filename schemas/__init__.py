@@ -86,7 +86,11 @@ class Codec:
             raise SchemaError("schema_mismatch", self._explain(record, exc)) from exc
         return buffer.getvalue()
 
-    def decode(self, data: bytes) -> Record:
+    def decode(self, data: bytes | None) -> Record:
+        if data is None:  # a tombstone where a message is expected
+            raise SchemaError("null_value", f"a null value where a {self.name} message belongs")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise SchemaError("bad_wire_format", f"a {type(data).__name__}, not {self.name} bytes")
         if len(data) < 2 or data[0] != MAGIC:
             raise SchemaError(
                 "bad_wire_format",

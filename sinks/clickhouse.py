@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
+import struct
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sinks.types import ClickHouseClient, Row
+from sinks.types import ClickHouseClient, Row, RowRefused, StorageUnavailable
+
+# ClickHouse error codes that mean the data itself is refused: sending it again cannot succeed.
+# Any other error (network, timeout, memory, too many parts, a missing table) is retried.
+DATA_ERROR_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 376, 441})
+
+
+def hide_password(url: str) -> str:
+    """The URL as a log may show it: user:***@host."""
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    netloc = f"{parsed.username or ''}:***@{parsed.hostname}"
+    return parsed._replace(netloc=netloc + (f":{parsed.port}" if parsed.port else "")).geturl()
+
+
+def _error_code(exc: Exception) -> int | None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    found = re.match(r"\s*Code: (\d+)", str(exc))  # chDB says it only in the message
+    return int(found.group(1)) if found else None
 
 
 class DriverClient:
@@ -18,8 +42,11 @@ class DriverClient:
     def __init__(self, url: str) -> None:
         from clickhouse_driver import Client
 
+        # The driver logs every failed connect with a traceback; the store stage logs an outage
+        # once, when it starts, and once when it ends.
+        logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
         parsed = urlparse(url)
-        self.url = url
+        self.url = hide_password(url)
         self._client = Client(
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or 9000,
@@ -35,11 +62,23 @@ class DriverClient:
     def insert(self, table: str, rows: Sequence[Row]) -> None:
         if not rows:
             return
+        from clickhouse_driver import errors
+
         columns = list(rows[0])
-        self._client.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
-            [tuple(row[c] for c in columns) for row in rows],
-        )
+        try:
+            self._client.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
+                [tuple(row[c] for c in columns) for row in rows],
+            )
+        # The driver encodes the rows itself: a value that does not fit its column fails here.
+        except (errors.TypeMismatchError, errors.TooLargeStringSize, struct.error) as exc:
+            raise RowRefused(str(exc)) from exc
+        except (TypeError, ValueError, OverflowError, KeyError) as exc:
+            raise RowRefused(repr(exc)) from exc
+        except (errors.Error, OSError, EOFError) as exc:
+            if _error_code(exc) in DATA_ERROR_CODES:
+                raise RowRefused(str(exc)) from exc
+            raise StorageUnavailable(str(exc)) from exc
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         data, types = self._client.execute(sql, with_column_types=True)
@@ -56,6 +95,18 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot store {type(value).__name__} in ClickHouse")
 
 
+def _int_range(unsigned: str, bits: int) -> tuple[int, int]:
+    return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def _check_integers(row: Row, bounds: dict[str, tuple[int, int]]) -> None:
+    for column, (low, high) in bounds.items():
+        value = row.get(column)
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, int) and not low <= number <= high:
+                raise RowRefused(f"column {column}: {number} is out of [{low}, {high}]")
+
+
 class ChdbClient:
     """Embedded ClickHouse (chDB): one process owns the folder while it is open."""
 
@@ -65,6 +116,7 @@ class ChdbClient:
         path.mkdir(parents=True, exist_ok=True)
         self.url = f"chdb://{path}"
         self._session = session.Session(str(path))
+        self._int_columns: dict[str, dict[str, tuple[int, int]]] = {}
 
     def execute(self, sql: str) -> None:
         self._session.query(sql)
@@ -72,8 +124,34 @@ class ChdbClient:
     def insert(self, table: str, rows: Sequence[Row]) -> None:
         if not rows:
             return
-        body = "\n".join(json.dumps(row, default=_json_default) for row in rows)
-        self._session.query(f"INSERT INTO {table} FORMAT JSONEachRow\n{body}")
+        bounds = self._integer_bounds(table)
+        for row in rows:
+            _check_integers(row, bounds)
+        try:
+            body = "\n".join(json.dumps(row, default=_json_default) for row in rows)
+            self._session.query(f"INSERT INTO {table} FORMAT JSONEachRow\n{body}")
+        except (TypeError, ValueError) as exc:
+            raise RowRefused(repr(exc)) from exc
+        except RuntimeError as exc:  # ChdbError
+            if _error_code(exc) in DATA_ERROR_CODES:
+                raise RowRefused(str(exc)) from exc
+            raise StorageUnavailable(str(exc)) from exc
+
+    def _integer_bounds(self, table: str) -> dict[str, tuple[int, int]]:
+        """The integer columns of `table` (plain or in arrays) and their ranges: ClickHouse
+        wraps an out-of-range integer in JSON input silently, where the driver refuses it."""
+        if table not in self._int_columns:
+            database, name = table.split(".")
+            columns = self.query(
+                f"SELECT name, type FROM system.columns "
+                f"WHERE database = '{database}' AND table = '{name}'"
+            )
+            self._int_columns[table] = {
+                c["name"]: _int_range(found.group(1), int(found.group(2)))
+                for c in columns
+                if (found := re.fullmatch(r"(?:Array\()?(U?)Int(\d+)\)?", c["type"]))
+            }
+        return self._int_columns[table]
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         result = self._session.query(sql, "JSON")

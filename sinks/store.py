@@ -1,98 +1,149 @@
-"""Batched, idempotent ClickHouse sinks for events and faces (`add` then `flush`)."""
+"""Batched, idempotent ClickHouse sinks for events, faces and re-extractions (`add`, `flush`).
+
+A flush writes its batch with one insert per table. When ClickHouse refuses the data
+(RowRefused), the batch is split in halves until each refused item stands alone: the rest is
+stored and the refused items are reported (RowsRefused). StorageUnavailable leaves what is not
+yet written pending, so the next flush resumes where the failed one stopped.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Hashable, Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 from sinks.rows import event_rows, face_rows, reextraction_row, utc_now
-from sinks.types import ClickHouseClient
+from sinks.types import ClickHouseClient, Refusal, Row, RowRefused, RowsRefused
 
 Record = dict[str, Any]
+Tables = dict[str, Sequence[Row]]
+T = TypeVar("T")
 
 
-class EventSink:
+class _TableSink(Generic[T]):
+    # Write order: descriptors first, so an event or face row only appears once everything it
+    # points to is there.
+    TABLES: tuple[str, ...]
+
+    def __init__(self, client: ClickHouseClient, database: str) -> None:
+        self._client = client
+        self._db = database
+        self._pending: OrderedDict[Hashable, tuple[T, object]] = OrderedDict()
+        self._written = 0
+        self._refused: list[Refusal] = []
+
+    def _key(self, item: T) -> Hashable:
+        raise NotImplementedError
+
+    def _rows(self, item: T, now: datetime) -> Tables:
+        raise NotImplementedError
+
+    def _stored(self, keys: list[Hashable]) -> None:
+        """Called with the keys of items just written."""
+
+    def add(self, item: T, tag: object = None) -> None:
+        key = self._key(item)
+        self._pending.pop(key, None)  # the last copy of an item in a batch wins
+        self._pending[key] = (item, tag)
+
+    def flush(self) -> int:
+        now = utc_now()
+        built = []
+        for key, (item, _) in list(self._pending.items()):
+            try:
+                built.append((key, self._rows(item, now)))
+            except (KeyError, TypeError, ValueError) as exc:
+                self._refuse(key, f"no rows from this record: {exc!r}")
+        self._write(built)
+        written, refused = self._written, self._refused
+        self._written, self._refused = 0, []
+        if refused:
+            raise RowsRefused(written, refused)
+        return written
+
+    def _write(self, items: list[tuple[Hashable, Tables]]) -> None:
+        if not items:
+            return
+        for table in self.TABLES:
+            rows = [row for _, tables in items for row in tables.get(table, ())]
+            try:
+                self._client.insert(f"{self._db}.{table}", rows)
+            except RowRefused as exc:
+                if len(items) == 1:
+                    self._refuse(items[0][0], f"{table}: {exc}")
+                    return
+                half = len(items) // 2
+                self._write(items[:half])
+                self._write(items[half:])
+                return
+        keys = [key for key, _ in items]
+        for key in keys:
+            del self._pending[key]
+        self._written += len(keys)
+        self._stored(keys)
+
+    def _refuse(self, key: Hashable, reason: str) -> None:
+        _, tag = self._pending.pop(key)
+        self._refused.append(Refusal(tag, reason))
+
+
+class EventSink(_TableSink[Record]):
     """Writes events and their descriptors. A redelivered event id is skipped in the batch and
     among recently written ids; tables are ReplacingMergeTree, so a later duplicate that gets
     past that collapses on merge and under FINAL."""
 
+    TABLES = ("descriptors", "events")
+
     def __init__(self, client: ClickHouseClient, database: str, remember: int = 100_000) -> None:
-        self._client = client
-        self._db = database
-        self._pending: OrderedDict[str, Record] = OrderedDict()
-        self._written: OrderedDict[str, None] = OrderedDict()
+        super().__init__(client, database)
+        self._remembered: OrderedDict[Hashable, None] = OrderedDict()
         self._remember = remember
 
-    def add(self, item: Record) -> None:
-        event_id = item["context"]["event_id"]
-        if event_id not in self._written:
-            self._pending[event_id] = item
+    def _key(self, item: Record) -> Hashable:
+        event_id: str = item["context"]["event_id"]
+        return event_id
 
-    def flush(self) -> int:
-        if not self._pending:
-            return 0
-        now = utc_now()
-        events, descriptors = [], []
-        for event in self._pending.values():
-            row, described = event_rows(event, now)
-            events.append(row)
-            descriptors.extend(described)
-        # Descriptors first: an event row only appears once everything it points to is there.
-        self._client.insert(f"{self._db}.descriptors", descriptors)
-        self._client.insert(f"{self._db}.events", events)
-        for event_id in self._pending:
-            self._written[event_id] = None
-        while len(self._written) > self._remember:
-            self._written.popitem(last=False)
-        count = len(self._pending)
-        self._pending.clear()
-        return count
+    def _rows(self, item: Record, now: datetime) -> Tables:
+        row, descriptors = event_rows(item, now)
+        return {"descriptors": descriptors, "events": [row]}
+
+    def add(self, item: Record, tag: object = None) -> None:
+        if self._key(item) not in self._remembered:
+            super().add(item, tag)
+
+    def _stored(self, keys: list[Hashable]) -> None:
+        self._remembered.update(dict.fromkeys(keys))
+        while len(self._remembered) > self._remember:
+            self._remembered.popitem(last=False)
 
 
-class FaceSink:
+class FaceSink(_TableSink[tuple[str, Record | None]]):
     """Writes gallery changes (upserts and tombstones) as they arrive on the faces topic."""
 
-    def __init__(self, client: ClickHouseClient, database: str) -> None:
-        self._client = client
-        self._db = database
-        self._pending: OrderedDict[str, Record | None] = OrderedDict()
+    TABLES = ("descriptors", "faces")
 
-    def add(self, item: tuple[str, Record | None]) -> None:
-        face_id, face = item
-        self._pending.pop(face_id, None)  # the last change of a face in a batch wins
-        self._pending[face_id] = face
+    def _key(self, item: tuple[str, Record | None]) -> Hashable:
+        return item[0]
 
-    def flush(self) -> int:
-        if not self._pending:
-            return 0
-        now = utc_now()
-        faces, descriptors = [], []
-        for face_id, face in self._pending.items():
-            row, described = face_rows(face_id, face, now)
-            faces.append(row)
-            descriptors.extend(described)
-        self._client.insert(f"{self._db}.descriptors", descriptors)
-        self._client.insert(f"{self._db}.faces", faces)
-        count = len(self._pending)
-        self._pending.clear()
-        return count
+    def _rows(self, item: tuple[str, Record | None], now: datetime) -> Tables:
+        row, descriptors = face_rows(*item, now)
+        return {"descriptors": descriptors, "faces": [row]}
 
 
-class ReextractionSink:
+class ReextractionSink(_TableSink[Record]):
     """Writes the new descriptors of re-extracted event samples beside the old ones."""
 
+    TABLES = ("descriptors",)
+
     def __init__(self, client: ClickHouseClient, database: str) -> None:
-        self._client = client
-        self._db = database
-        self._pending: list[Record] = []
+        super().__init__(client, database)
+        self._serial = itertools.count()  # every record is its own item
 
-    def add(self, item: Record) -> None:
-        self._pending.append(item)
+    def _key(self, item: Record) -> Hashable:
+        return next(self._serial)
 
-    def flush(self) -> int:
-        now = utc_now()
-        rows = [row for item in self._pending if (row := reextraction_row(item, now)) is not None]
-        self._client.insert(f"{self._db}.descriptors", rows)
-        count = len(self._pending)
-        self._pending.clear()
-        return count
+    def _rows(self, item: Record, now: datetime) -> Tables:
+        row = reextraction_row(item, now)
+        return {"descriptors": [row] if row is not None else []}

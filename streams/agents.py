@@ -1,7 +1,9 @@
 """Faust agents: each takes a batch from its topic, runs its stage, sends what the stage emits.
 
 A message that cannot be decoded or processed becomes a dead-letter record with the reason
-(and, when its event is known, an event with an error status); the batch goes on.
+(and, when its event is known, an event with an error status); the batch goes on. A batch is
+done once the broker has acknowledged all it sent; anything else that breaks it ends the process
+before its offsets move (streams.deadletters).
 """
 
 from __future__ import annotations
@@ -9,25 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import cast
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, RecordMetadata
 
 import schemas
 from processors.errors import ProcessingError
-from sinks.clickhouse import connect
-from sinks.migrate import upgrade
-from sinks.store import EventSink, FaceSink, ReextractionSink
-from sinks.types import Sink
-from streams import topics
+from streams import ranges, topics
+from streams.client import ENVELOPE_BYTES
+from streams.deadletters import MESSAGE_BOUND, finish_batch, letter
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
 from streams.monitoring import Monitor
-from streams.reader import TopicReader
+from streams.reader import TopicReader, keep_following
 from streams.settings import LiveSettings
 from streams.stages import (
     DetectStage,
@@ -44,6 +42,8 @@ from streams.stages import (
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "liveness", "extract", "match", "store")
+
+Sent = Awaitable[RecordMetadata]  # a message handed to the producer, until the broker has it
 
 
 def _batches(
@@ -108,25 +108,34 @@ class Pipeline:
     def _stage_agent(self, stage: Stage, source: topics.TopicSpec, batch: int) -> None:
         codec = schemas.codec(source.schema)
         within = self.settings.worker.batch_wait_s
+        what = f"stage {stage.name}"
 
         async def agent(stream: faust.StreamT[bytes]) -> None:
             if isinstance(stage, MatchStage | ExtractStage):
                 await self.gallery_ready.wait()
             async for events in _batches(stream, batch, within):
-                await self._process(stage, codec, events)
+                await finish_batch(what, events, self._process(stage, codec, events))
 
         self.app.agent(self.topics[source.suffix], name=f"facestream.{stage.name}")(agent)
 
     async def _process(self, stage: Stage, codec: schemas.Codec, events: Sequence[EventT]) -> None:
+        """Runs a batch through its stage. Returns once the broker has acknowledged every output,
+        error event and dead letter of the batch: only then may its offsets be committed."""
         started = time.perf_counter()
+        sent: list[Sent] = []
         decoded: list[tuple[EventT, Record]] = []
-        failed = 0
         for event in events:
+            trusted = None  # a record whose context may be answered with an error event
             try:
-                decoded.append((event, codec.decode(event.value)))
+                record = codec.decode(event.value)
+                ranges.check_context(record)
+                trusted = record
+                ranges.check(codec.name, record)
+                decoded.append((event, record))
             except schemas.SchemaError as error:
-                await self._dead_letter(stage.name, event, error.code, str(error), None)
-                failed += 1
+                rejected = ProcessingError(str(error), code=error.code)
+                sent += await self._reject(stage.name, event, trusted, rejected)
+        failed = len(events) - len(decoded)
         records = [record for _, record in decoded]
         if stage.compute_bound:
             # Off the event loop: onnxruntime releases the GIL, so fetching and sending go on.
@@ -137,22 +146,30 @@ class Pipeline:
             outcome = result.error or self._encode(result)
             if isinstance(outcome, ProcessingError):
                 failed += 1
-                await self._reject(stage.name, event, record, outcome)
+                sent += await self._reject(stage.name, event, record, outcome)
                 continue
             for output, key, value in outcome:
-                await self._send(output, key, value)
+                sent.append(await self._send(output, key, value))
+        await asyncio.gather(*sent)  # a send the broker refused raises: the batch stays unacked
         self.monitor.record(stage.name, len(events) - failed, failed, time.perf_counter() - started)
 
-    @staticmethod
-    def _encode(result: Result) -> list[tuple[str, str | None, bytes]] | ProcessingError:
+    def _encode(self, result: Result) -> list[tuple[str, str | None, bytes]] | ProcessingError:
         """All of a message's outputs, or the contract one of them breaks (then none is sent)."""
         try:
-            return [
+            encoded: list[tuple[str, str | None, bytes]] = [
                 (e.output, e.key, schemas.codec(topics.BY_SUFFIX[e.output].schema).encode(e.value))
                 for e in result.emits
             ]
         except schemas.SchemaError as bad_output:
             return ProcessingError(str(bad_output), code=bad_output.code)
+        limit = self.settings.kafka.max_message_bytes - ENVELOPE_BYTES
+        for output, _, value in encoded:
+            if len(value) > limit:  # the broker would refuse it, and the batch with it
+                return ProcessingError(
+                    f"its {output} message is {len(value)} bytes, over the {limit}-byte limit",
+                    code="output_too_large",
+                )
+        return encoded
 
     @staticmethod
     def _run_isolated(stage: Stage, records: list[Record]) -> list[Result]:
@@ -169,6 +186,8 @@ class Pipeline:
         for record in records:
             try:
                 results.extend(stage.run([record]))
+            except ProcessingError as rule:  # a rule of the stage, with its own code
+                results.append(Result(error=rule))
             except Exception as exc:
                 log.exception(
                     "stage %s failed on event %s", stage.name, record["context"]["event_id"]
@@ -177,12 +196,16 @@ class Pipeline:
                 results.append(Result(error=error))
         return results
 
-    async def _send(self, output: str, key: str | None, value: bytes | None) -> None:
-        await self.topics[output].send(key=key.encode() if key else None, value=value)
+    async def _send(self, output: str, key: str | None, value: bytes | None) -> Sent:
+        """Hands a message to the producer; the result resolves once the broker has it."""
+        return await self.topics[output].send(key=key.encode() if key else None, value=value)
 
     async def _reject(
-        self, stage: str, event: EventT, record: Record, error: ProcessingError
-    ) -> None:
+        self, stage: str, event: EventT, record: Record | None, error: ProcessingError
+    ) -> list[Sent]:
+        """A dead letter, and an error event when the message's event is known."""
+        if record is None:
+            return [await self._dead_letter(stage, event, error.code, error.message, None)]
         context = record["context"]
         log.warning(
             "event %s rejected at %s: %s (%s)",
@@ -192,101 +215,59 @@ class Pipeline:
             error.code,
         )
         value = schemas.codec("Event").encode(error_event(context, error))
-        await self._send("events", context["event_id"], value)
-        await self._dead_letter(stage, event, error.code, error.message, context)
+        return [
+            await self._send("events", context["event_id"], value),
+            await self._dead_letter(stage, event, error.code, error.message, context),
+        ]
 
     async def _dead_letter(
         self, stage: str, event: EventT, code: str, message: str, context: Record | None
-    ) -> None:
-        msg = event.message
-        letter = {
-            "stage": stage,
-            "topic": msg.topic,
-            "partition": msg.partition,
-            "offset": msg.offset,
-            "event_id": context["event_id"] if context else None,
-            "account_id": context["account_id"] if context else None,
-            "error_code": code,
-            "error_message": message,
-            "failed_at": datetime.now(UTC),
-            "payload": event.value,
-        }
+    ) -> Sent:
+        """Sends the message's dead letter (bounded: it always fits); returns its delivery."""
         if context is None:
+            msg = event.message
             log.warning(
                 "undecodable message at %s %s[%d]@%d: %s (%s)",
                 stage,
                 msg.topic,
                 msg.partition,
                 msg.offset,
-                message,
+                message[:MESSAGE_BOUND],
                 code,
             )
-        await self._send(
+        return await self._send(
             "dead_letters",
             context["event_id"] if context else None,
-            schemas.codec("DeadLetter").encode(letter),
+            schemas.codec("DeadLetter").encode(letter(stage, event, code, message, context)),
         )
 
     # -- gallery --------------------------------------------------------------------------
 
     async def _follow_gallery(self) -> None:
-        """Reads the whole compacted faces topic, then follows it; every matcher has it all."""
-        async with TopicReader(self.settings, topics.FACES, from_beginning=True) as faces:
-            while True:
-                for face_id, face in await faces.read(timeout=0.2):
-                    if face_id is not None:
-                        self.gallery.apply(face_id, face)
-                if not self.gallery_ready.is_set() and await faces.caught_up():
-                    log.info("gallery loaded: %d faces", len(self.gallery))
-                    self.gallery_ready.set()
+        """Reads the whole compacted faces and lists topics, then follows them; every matcher
+        has them all (the lists' owners: no account enrolls into another's list). Records it
+        cannot apply are skipped; if it fails otherwise it starts again, never left dead."""
+
+        async def follow() -> None:
+            async with (
+                TopicReader(self.settings, topics.FACES, from_beginning=True) as faces,
+                TopicReader(self.settings, topics.LISTS, from_beginning=True) as lists,
+            ):
+                while True:
+                    await faces.apply_each(lambda key, face, _: self.gallery.apply(key, face), 0.2)
+                    await lists.apply_each(
+                        lambda key, lst, _: self.gallery.apply_list(key, lst), 0.05
+                    )
+                    loaded = await faces.caught_up() and await lists.caught_up()
+                    if not self.gallery_ready.is_set() and loaded:
+                        log.info("gallery loaded: %d faces", len(self.gallery))
+                        self.gallery_ready.set()
+
+        await keep_following("gallery", follow)
 
     # -- storage --------------------------------------------------------------------------
 
     def _store_agents(self) -> None:
-        storage = self.settings.storage
-        client = connect(storage.clickhouse_url, storage.chdb_path)
-        applied = upgrade(client, storage.database)
-        log.info(
-            "ClickHouse at %s: %d migrations applied", getattr(client, "url", "?"), len(applied)
-        )
-        # One thread owns the client: chDB and the native driver are not for concurrent use.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        from streams import store_agents  # it builds on this module
 
-        def value(schema: str) -> Callable[[EventT], Any]:
-            codec = schemas.codec(schema)
-            return lambda event: codec.decode(event.value)
-
-        def keyed_face(event: EventT) -> tuple[str, Record | None]:
-            face_id = bytes(event.key or b"").decode()  # a None value is a deleted face
-            return face_id, None if event.value is None else schemas.codec("Face").decode(
-                event.value
-            )
-
-        stores: list[tuple[str, Sink[Any], Callable[[EventT], Any]]] = [
-            ("events", EventSink(client, storage.database), value("Event")),
-            ("faces", FaceSink(client, storage.database), keyed_face),
-            ("reextractions", ReextractionSink(client, storage.database), value("Reextraction")),
-        ]
-        for source, sink, storable in stores:
-            name = f"store_{source}"
-
-            async def store(
-                stream: faust.StreamT[bytes],
-                sink: Sink[Any] = sink,
-                storable: Callable[[EventT], Any] = storable,
-                name: str = name,
-            ) -> None:
-                async for events in _batches(stream, storage.batch_size, storage.flush_interval_s):
-                    started = time.perf_counter()
-                    failed = 0
-                    for event in events:
-                        try:
-                            sink.add(storable(event))
-                        except schemas.SchemaError as error:
-                            failed += 1
-                            await self._dead_letter(name, event, error.code, str(error), None)
-                    loop = asyncio.get_running_loop()
-                    written = await loop.run_in_executor(executor, sink.flush)
-                    self.monitor.record(name, written, failed, time.perf_counter() - started)
-
-            self.app.agent(self.topics[source], name=f"facestream.{name}")(store)
+        store_agents.register(self)

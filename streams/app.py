@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import faust
 
 from streams.settings import Settings
+from streams.supervisor import SLOT_ENV
 
 # Stage agents hold a batch in memory at a time; a deep buffer only multiplies image bytes.
 STREAM_BUFFER = 64
+
+
+def static_member_id(settings: Settings) -> str | None:
+    """A supervised process is a static member of its group, named by its deployment, host and
+    slot: restarted in the same slot, it gets its partitions back at once, without waiting for
+    its predecessor's session to expire or moving any other member's partitions. A process
+    started by hand has no slot, and joins as a dynamic member."""
+    slot = os.environ.get(SLOT_ENV)
+    if slot is None:
+        return None
+    return f"{settings.kafka.topic_prefix}-{socket.gethostname()}-{slot}"
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -28,6 +43,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=kafka.max_message_bytes,
         stream_buffer_maxsize=STREAM_BUFFER,
         broker_session_timeout=session,
+        consumer_group_instance_id=static_member_id(settings),
         broker_heartbeat_interval=min(3.0, session / 3),
         broker_request_timeout=max(40.0, session + 5),
         broker_commit_every=100,

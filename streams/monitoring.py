@@ -22,6 +22,10 @@ class StageCounters:
     batches: int = 0
     latency_ms_sum: float = 0.0
     latency_ms_max: float = 0.0
+    # store stages: flushes ClickHouse did not take, their retries, rows it refused
+    flush_failures: int = 0
+    flush_retries: int = 0
+    rows_refused: int = 0
 
 
 def influx_target(settings: InfluxMonitoringSettings) -> InfluxTarget:
@@ -50,6 +54,7 @@ class Monitor:
         self.writer = self._writer(live.current.influx_monitoring)
         self._counters: dict[str, StageCounters] = {}
         self._last_flush = time.monotonic()
+        self._dropped_exported = 0
         live.subscribe(self._on_settings)
 
     @staticmethod
@@ -73,6 +78,14 @@ class Monitor:
         counters.latency_ms_sum += seconds * 1000.0
         counters.latency_ms_max = max(counters.latency_ms_max, per_message_ms)
 
+    def count(
+        self, stage: str, *, flush_failures: int = 0, flush_retries: int = 0, rows_refused: int = 0
+    ) -> None:
+        counters = self._counters.setdefault(stage, StageCounters())
+        counters.flush_failures += flush_failures
+        counters.flush_retries += flush_retries
+        counters.rows_refused += rows_refused
+
     async def tick(self) -> int:
         period = self.live.current.influx_monitoring.flushing_period
         if time.monotonic() - self._last_flush < period:
@@ -82,8 +95,19 @@ class Monitor:
 
     async def flush(self) -> int:
         writer = self.writer
-        if writer is None or not self._counters:
+        if writer is None:
             self._counters.clear()
+            return 0
+        if writer.dropped != self._dropped_exported:
+            # Cumulative, like `written`: the points lost while InfluxDB was away show up once
+            # it answers again.
+            self._dropped_exported = writer.dropped
+            writer.add(
+                "facestream_monitoring",
+                {"host": self.host, "worker": self.worker},
+                {"dropped_points": writer.dropped, "written_points": writer.written},
+            )
+        elif not self._counters:
             return 0
         counters, self._counters = self._counters, {}
         for stage, c in counters.items():
@@ -97,6 +121,9 @@ class Monitor:
                     "batches": c.batches,
                     "latency_ms_mean": c.latency_ms_sum / handled,
                     "latency_ms_max": c.latency_ms_max,
+                    "flush_failures": c.flush_failures,
+                    "flush_retries": c.flush_retries,
+                    "rows_refused": c.rows_refused,
                 },
             )
         # The HTTP post runs off the event loop so a slow InfluxDB never stalls a stage.

@@ -78,6 +78,12 @@ class ApiSettings(Section):
         25 * MiB, ge=1024, description="larger request bodies are refused with 413"
     )
     wait_timeout_s: float = Field(30.0, gt=0, le=300, description="default for wait=1")
+    admin_token: str | None = Field(
+        None,
+        min_length=16,
+        description="the administrator's token (Authorization: Bearer) for the routes that "
+        "span accounts: tasks, settings, counts in health; unset = those routes answer 403",
+    )
 
 
 class MatchSettings(Section):
@@ -118,6 +124,19 @@ class StorageSettings(Section):
     database: str = Field("facestream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batch_size: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(0.5, gt=0, le=60)
+    retry_initial_s: float = Field(
+        0.5, gt=0, le=60, description="first wait before retrying a flush ClickHouse did not take"
+    )
+    retry_max_s: float = Field(
+        10.0, gt=0, le=600, description="the wait doubles up to this; retries never stop"
+    )
+    flush_timeout_s: float = Field(
+        180.0,
+        ge=10,
+        le=3600,
+        description="a flush running longer is a wedged client: the worker exits (70) to be "
+        "restarted, its batch not committed",
+    )
 
 
 class InfluxMonitoringSettings(Section):
@@ -206,7 +225,11 @@ CONFIG_FILE_ENV = "FACESTREAM_CONFIG_FILE"
 SECTIONS = tuple(Settings.model_fields)
 # Sections a running process cannot take over live: it restarts (gracefully) to apply them.
 RESTART_SECTIONS = frozenset({"kafka", "storage", "descriptor", "worker", "api"})
-SECRETS = {"influx_monitoring": ("token",), "storage": ("clickhouse_url",)}
+SECRETS = {
+    "influx_monitoring": ("token",),
+    "storage": ("clickhouse_url",),
+    "api": ("admin_token",),
+}
 
 
 @cache

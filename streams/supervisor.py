@@ -1,4 +1,5 @@
-"""WORKER_COUNT: one `facestream worker` command running several worker processes.
+"""WORKER_COUNT: one `facestream worker` (or `facestream api`) command running several
+processes.
 
 The processes share the topics' partitions through their consumer group, as separately started
 workers do. The supervisor restarts a process that ends while it was not asked to stop: at once
@@ -23,6 +24,7 @@ from streams.run import SUPERVISED_ENV
 
 log = logging.getLogger(__name__)
 
+SLOT_ENV = "FACESTREAM_WORKER_SLOT"  # the index of the slot a supervised process runs in
 MAX_BACKOFF_S = 30.0
 POLL_S = 0.05
 
@@ -44,9 +46,17 @@ def _describe(code: int) -> str:
 
 
 class _Supervisor:
-    def __init__(self, count: int, command: list[str], backoff_s: float, stop_timeout_s: float):
+    def __init__(
+        self,
+        count: int,
+        command: list[str],
+        backoff_s: float,
+        stop_timeout_s: float,
+        pass_fds: Sequence[int] = (),
+    ):
         self.slots = [_Slot(i) for i in range(count)]
         self.command = command
+        self.pass_fds = pass_fds
         self.backoff_s = backoff_s
         self.stop_timeout_s = stop_timeout_s
         self.signals: list[int] = []  # received, not yet forwarded
@@ -87,7 +97,12 @@ class _Supervisor:
     def _start(self, slot: _Slot, now: float) -> None:
         # Its own process group: a terminal's Ctrl-C reaches the workers once, through here.
         slot.process = subprocess.Popen(
-            self.command, env={**os.environ, SUPERVISED_ENV: "1"}, process_group=0
+            self.command,
+            # The slot names its consumer's static membership (streams.app): a restarted
+            # process takes its partitions back at once.
+            env={**os.environ, SUPERVISED_ENV: "1", SLOT_ENV: str(slot.index)},
+            process_group=0,
+            pass_fds=self.pass_fds,
         )
         slot.started = now
         log.info("worker %d started, pid %d", slot.index, slot.process.pid)
@@ -147,11 +162,13 @@ def run_workers(
     command: Sequence[str] | None = None,
     backoff_s: float = 1.0,
     stop_timeout_s: float = 60.0,
+    pass_fds: Sequence[int] = (),
 ) -> int:
     """Run `count` worker processes (`command`, by default `facestream worker`, then `argv`)
-    until SIGTERM or SIGINT; 0 once all stopped, 1 if some had to be killed."""
+    until SIGTERM or SIGINT; 0 once all stopped, 1 if some had to be killed. `pass_fds` stay
+    open in them (the API processes' listening socket)."""
     base = list(command or [sys.executable, "-m", "streams.cli", "worker"])
-    supervisor = _Supervisor(count, [*base, *argv], backoff_s, stop_timeout_s)
+    supervisor = _Supervisor(count, [*base, *argv], backoff_s, stop_timeout_s, pass_fds)
     previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     log.info("supervising %d worker processes", count)
     try:
