@@ -26,26 +26,12 @@ from streams.settings import Settings
 from tests import sink_records
 from tests.integration.conftest import Deployment, influx_query
 from tests.integration.servers import PrivateServer
-from tests.integration.test_outages import Counts, send_all, start_worker, with_env
+from tests.integration.streaming import Counts, send_all, start_worker, with_env
 
 pytestmark = pytest.mark.integration
 
 IMAGES = 300
 OUTAGE_S = 30
-
-
-@pytest.fixture
-def processes() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for process in started:
-        if process.process.poll() is None:
-            process.stop()
-
-
-@pytest.fixture
-def deployment(stack_env: dict[str, str], tmp_path: Path) -> Deployment:
-    return Deployment(stack_env, tmp_path)
 
 
 @pytest.fixture

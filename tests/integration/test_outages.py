@@ -9,28 +9,25 @@ servers), never the servers the other tests share.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
 from sinks.clickhouse import DriverClient
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
+from streams.client import IMAGE_EXTENSIONS, read_folder
 from streams.launch import WorkerProcess
 from streams.settings import Settings
 from tests.integration.conftest import Deployment, influx_query
 from tests.integration.servers import PrivateServer
+from tests.integration.streaming import Counts, send_all, start_worker, with_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 IMAGES = 200  # per test; the fault strikes once FAULT_AFTER events are stored
 FAULT_AFTER = 40
-ACCOUNTS = [str(uuid.uuid4()) for _ in range(3)]
 
 
 @pytest.fixture(scope="module")
@@ -39,53 +36,8 @@ def photos(testdata_dir: Path) -> list[bytes]:
 
 
 @pytest.fixture
-def deployment(stack_env: dict[str, str], tmp_path: Path) -> Deployment:
-    return Deployment(stack_env, tmp_path)
-
-
-def with_env(deployment: Deployment, **env: str) -> Settings:
-    deployment.env |= env
-    with mock.patch.dict(os.environ, deployment.env):
-        deployment.settings = Settings()
-    return deployment.settings
-
-
-class Counts:
-    def __init__(self, clickhouse: DriverClient, database: str) -> None:
-        self.clickhouse, self.database = clickhouse, database
-
-    def events(self) -> tuple[int, int]:
-        """(rows under FINAL, distinct event ids): equal when nothing is stored twice."""
-        try:
-            (row,) = self.clickhouse.query(
-                f"SELECT count() AS rows, uniqExact(event_id) AS events "
-                f"FROM {self.database}.events FINAL"
-            )
-        except Exception:  # the worker has not created the tables yet
-            return 0, 0
-        return int(row["rows"]), int(row["events"])
-
-    def wait(self, at_least: int, timeout: float) -> tuple[int, int]:
-        deadline = time.monotonic() + timeout
-        while (counts := self.events())[1] < at_least and time.monotonic() < deadline:
-            time.sleep(0.25)
-        return counts
-
-
-@pytest.fixture
 def counts(clickhouse: DriverClient, deployment: Deployment) -> Counts:
     return Counts(clickhouse, deployment.settings.storage.database)
-
-
-async def send_all(settings: Settings, photos: list[bytes], count: int = IMAGES) -> set[str]:
-    """`count` images (the photos over and over), acknowledged by the broker before returning."""
-    async with ImageProducer(settings) as producer:
-        ids = {
-            await producer.send(photos[i % len(photos)], account_id=ACCOUNTS[i % len(ACCOUNTS)])
-            for i in range(count)
-        }
-        await producer.flush()
-    return ids
 
 
 def stream_with_fault(
@@ -96,31 +48,13 @@ def stream_with_fault(
     timeout: float = 180,
 ) -> tuple[int, int]:
     """Sends IMAGES images, runs `fault` once FAULT_AFTER are stored, waits for all of them."""
-    sent = asyncio.run(send_all(settings, photos))
+    sent = asyncio.run(send_all(settings, photos, IMAGES))
     assert len(sent) == IMAGES
     stored_before = counts.wait(FAULT_AFTER, timeout=120)[1]
     assert stored_before >= FAULT_AFTER, f"only {stored_before} events stored before the fault"
     assert stored_before < IMAGES, "the stream ended before the fault struck: send more images"
     fault()
     return counts.wait(IMAGES, timeout)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for process in started:
-        if process.process.poll() is None:
-            process.stop()
-
-
-def start_worker(
-    deployment: Deployment, processes: list[WorkerProcess], name: str, *args: str
-) -> WorkerProcess:
-    process = WorkerProcess(deployment.env, deployment.folder / f"{name}.log", *args)
-    processes.append(process)
-    process.wait_ready()
-    return process
 
 
 def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
