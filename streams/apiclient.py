@@ -18,7 +18,9 @@ Enroll a person, then recognise them::
         [result] = api.match([Reference.event(event.event_id)], Candidates(list_ids=[list_id]))
         print([(m.user_data, m.similarity) for m in result.matches])
 
-`AsyncClient` has the same methods as coroutines. Every failure is an `ApiError`: the server's
+The task routes and the counts of `health` are the administrator's: pass
+`admin_token` (the server's `api.admin_token`). `AsyncClient` has the same methods as coroutines.
+Every failure is an `ApiError`: the server's
 `{"error_code", "desc"}` with its status, or an `ApiConnectionError` (status 0) when no answer
 came. One `Endpoints` object builds each request and parses its response; the two clients only
 send.
@@ -412,10 +414,13 @@ def _params(**values: Any) -> list[tuple[str, Any]]:
 class Endpoints:
     """Builds the request of every API operation and the parser of its answer; sends nothing."""
 
-    def __init__(self, origin: str, account_id: str, timeout: float) -> None:
+    def __init__(
+        self, origin: str, account_id: str, timeout: float, admin_token: str | None = None
+    ) -> None:
         self.origin = origin.rstrip("/")
         self.account_id = account_id
         self.timeout = timeout
+        self.admin_token = admin_token
 
     def _request(
         self,
@@ -428,6 +433,8 @@ class Endpoints:
         timeout: float | None = None,
     ) -> httpx.Request:
         headers = {ACCOUNT_HEADER: self.account_id, "Accept": "application/json"}
+        if self.admin_token is not None:
+            headers["Authorization"] = f"Bearer {self.admin_token}"
         if image is not None:
             headers["Content-Type"] = "application/octet-stream"
         return httpx.Request(
@@ -737,8 +744,9 @@ class Client:
         account_id: str,
         timeout: float = 30,
         transport: httpx.BaseTransport | None = None,
+        admin_token: str | None = None,
     ) -> None:
-        self.endpoints = Endpoints(origin, account_id, timeout)
+        self.endpoints = Endpoints(origin, account_id, timeout, admin_token)
         self.http = httpx.Client(transport=transport)
 
     def close(self) -> None:
@@ -786,8 +794,9 @@ class AsyncClient:
         account_id: str,
         timeout: float = 30,
         transport: httpx.AsyncBaseTransport | None = None,
+        admin_token: str | None = None,
     ) -> None:
-        self.endpoints = Endpoints(origin, account_id, timeout)
+        self.endpoints = Endpoints(origin, account_id, timeout, admin_token)
         self.http = httpx.AsyncClient(transport=transport)
 
     async def aclose(self) -> None:

@@ -53,10 +53,18 @@ class ConfigState:
 
     overrides: dict[str, Any] = field(default_factory=dict)  # section -> its values
     rejected: dict[str, str] = field(default_factory=dict)
+    # Keys that are not UTF-8 name no section: shown as escaped text, kept as bytes so that
+    # `config reset --bad-keys` can write their tombstones.
+    bad_keys: dict[str, bytes] = field(default_factory=dict)
     version: int = 0  # counts accepted changes, so followers know when to rebuild
 
-    def apply(self, key: str | None, raw: bytes | None) -> None:
-        section = key or "?"
+    def apply(self, key: bytes | None, raw: bytes | None) -> None:
+        """One message of the topic as it is there (key and value bytes); never raises."""
+        try:
+            section = "?" if key is None else key.decode()
+        except UnicodeDecodeError:
+            self._apply_bad_key(key or b"", raw)
+            return
         try:
             if raw is None:
                 if self.overrides.pop(section, None) is not None:
@@ -77,6 +85,18 @@ class ConfigState:
         except (ConfigError, schemas.SchemaError) as error:
             self.rejected[section] = str(error)
 
+    def _apply_bad_key(self, key: bytes, raw: bytes | None) -> None:
+        shown = key.decode(errors="backslashreplace")
+        if raw is None:  # its tombstone: removed
+            self.bad_keys.pop(shown, None)
+            self.rejected.pop(shown, None)
+        else:
+            self.bad_keys[shown] = key
+            self.rejected[shown] = (
+                "the key is not UTF-8, so it names no section; "
+                "`facestream config reset --bad-keys` removes it"
+            )
+
     def settings(self) -> Settings:
         return Settings(**self.overrides)
 
@@ -84,10 +104,10 @@ class ConfigState:
 async def read_state(settings: Settings) -> ConfigState:
     """Everything the config topic holds now."""
     state = ConfigState()
-    async with TopicReader(settings, topics.CONFIG, from_beginning=True, raw=True) as reader:
+    async with TopicReader(settings, topics.CONFIG, from_beginning=True) as reader:
         while not await reader.caught_up():
-            for key, raw, _ in await reader.read_with_offsets(timeout=0.2):
-                state.apply(key, raw)
+            for m in await reader.read_raw(timeout=0.2):
+                state.apply(m.key, m.value)
     return state
 
 
@@ -100,13 +120,28 @@ def hide_secrets(values: Record) -> Record:
     return shown
 
 
+def shown(section: str, values: Any) -> str:
+    """A section's values (None: a reset) as JSON for a terminal or a log, secrets hidden."""
+    if values is None:
+        return "(reset to default)"
+    if not isinstance(values, dict):
+        return "(not a JSON object)"
+    return json.dumps(hide_secrets({section: values})[section])
+
+
+def shown_json(section: str, values_json: str | None) -> str:
+    try:
+        return shown(section, None if values_json is None else json.loads(values_json))
+    except ValueError:
+        return "(not JSON)"
+
+
 def author() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 async def publish(settings: Settings, section: str, values: Record | None) -> None:
     """Writes a section (None: back to its default) to the config topic and its history."""
-    await topics.ensure_topics(settings.kafka)
     change = {
         "section": section,
         "values_json": None if values is None else json.dumps(values),
@@ -114,20 +149,32 @@ async def publish(settings: Settings, section: str, values: Record | None) -> No
         "changed_at": datetime.now(UTC),
     }
     encoded = schemas.codec("ConfigChange").encode(change)
+    key = section.encode()
+    await _send(
+        settings,
+        [
+            (topics.CONFIG, key, None if values is None else encoded),
+            (topics.CONFIG_HISTORY, key, encoded),
+        ],
+    )
+
+
+async def remove_bad_keys(settings: Settings, keys: list[bytes]) -> None:
+    """Tombstones for keys that name no section, so compaction removes their messages."""
+    await _send(settings, [(topics.CONFIG, key, None) for key in keys])
+
+
+async def _send(
+    settings: Settings, messages: list[tuple[topics.TopicSpec, bytes, bytes | None]]
+) -> None:
+    await topics.ensure_topics(settings.kafka)
     producer = AIOKafkaProducer(
         bootstrap_servers=topics.bootstrap_servers(settings.kafka), acks="all"
     )
     await producer.start()
     try:
-        key = section.encode()
-        await producer.send_and_wait(
-            topics.topic_name(settings.kafka, topics.CONFIG),
-            None if values is None else encoded,
-            key=key,
-        )
-        await producer.send_and_wait(
-            topics.topic_name(settings.kafka, topics.CONFIG_HISTORY), encoded, key=key
-        )
+        for spec, key, value in messages:
+            await producer.send_and_wait(topics.topic_name(settings.kafka, spec), value, key=key)
     finally:
         await producer.stop()
 

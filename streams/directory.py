@@ -9,8 +9,8 @@ import logging
 from typing import Any
 
 from streams import topics
-from streams.gallery import GalleryIndex
-from streams.reader import TopicReader
+from streams.gallery import GalleryIndex, face_vectors, list_owner
+from streams.reader import TopicReader, keep_following
 from streams.settings import Settings
 
 Record = dict[str, Any]
@@ -35,6 +35,9 @@ class Directory:
         return True
 
     def apply_face(self, face_id: str, face: Record | None, offset: int) -> None:
+        """Raises InvalidRecord, before anything changes, for a face that cannot be applied."""
+        if face is not None:
+            face_vectors(face)
         if not self._newer("face", face_id, offset):
             return
         old = self.faces.pop(face_id, None)
@@ -47,6 +50,8 @@ class Directory:
         self.gallery.apply(face_id, face)
 
     def apply_list(self, list_id: str, record: Record | None, offset: int) -> None:
+        if record is not None:
+            list_owner(record)
         if not self._newer("list", list_id, offset):
             return
         if record is None:
@@ -65,11 +70,21 @@ class Directory:
     def faces_with_sample(self, sample_id: str) -> list[Record]:
         return [self.faces[face_id] for face_id in self._by_sample.get(sample_id, ())]
 
-    def faces_in(self, list_id: str) -> list[Record]:
-        return [f for f in self.faces.values() if list_id in f["list_ids"]]
+    def faces_in(self, account_id: str, list_id: str) -> list[Record]:
+        """The account's faces in the list: a face enrolled through Kafka may name any list id,
+        and only faces of the list's own account belong in it."""
+        return [
+            f
+            for f in self.faces.values()
+            if f["account_id"] == account_id and list_id in f["list_ids"]
+        ]
 
     async def follow(self, settings: Settings) -> None:
-        """Loads both topics from the beginning, then follows them; sets `ready` once loaded."""
+        """Loads both topics from the beginning, then follows them; sets `ready` once loaded.
+        Started again after a failure (a broker outage), never left dead."""
+        await keep_following("directory", lambda: self._follow(settings))
+
+    async def _follow(self, settings: Settings) -> None:
         async with (
             TopicReader(settings, topics.FACES, from_beginning=True) as faces,
             TopicReader(settings, topics.LISTS, from_beginning=True) as lists,
@@ -81,9 +96,5 @@ class Directory:
                         "directory loaded: %d faces, %d lists", len(self.faces), len(self.lists)
                     )
                     self.ready.set()
-                for face_id, face, offset in await faces.read_with_offsets(timeout=0.1):
-                    if face_id is not None:
-                        self.apply_face(face_id, face, offset)
-                for list_id, record, offset in await lists.read_with_offsets(timeout=0.1):
-                    if list_id is not None:
-                        self.apply_list(list_id, record, offset)
+                await faces.apply_each(self.apply_face, timeout=0.1)
+                await lists.apply_each(self.apply_list, timeout=0.1)

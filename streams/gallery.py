@@ -13,8 +13,43 @@ import numpy as np
 import numpy.typing as npt
 
 from processors.matcher import Gallery
+from streams.ranges import DESCRIPTOR_BYTES
 
 Record = dict[str, Any]
+Vectors = dict[int, npt.NDArray[np.float32]]
+
+
+class InvalidRecord(ValueError):
+    """A Face or List record that decodes but cannot be applied; its previous state stays."""
+
+
+def face_vectors(face: Record) -> Vectors:
+    """The face's descriptors by version, each checked: a known version, its dimension, finite
+    values, not all zeros; or InvalidRecord saying what is wrong."""
+    if not face["account_id"]:
+        raise InvalidRecord("the face has no account id")
+    vectors: Vectors = {}
+    for descriptor in face["descriptors"]:
+        version, data = descriptor["version"], descriptor["vector"]
+        size = DESCRIPTOR_BYTES.get(version)
+        if size is None:
+            raise InvalidRecord(f"unknown descriptor version {version}")
+        if version in vectors:
+            raise InvalidRecord(f"two descriptors of version {version}")
+        if len(data) != size:
+            raise InvalidRecord(f"a version {version} descriptor of {len(data)} bytes, not {size}")
+        vector = np.frombuffer(data, dtype="<f4")
+        if not np.isfinite(vector).all() or not vector.any():
+            raise InvalidRecord(f"a version {version} descriptor that is not finite or all zeros")
+        vectors[version] = vector
+    return vectors
+
+
+def list_owner(record: Record) -> str:
+    if not record["account_id"]:
+        raise InvalidRecord("the list has no account id")
+    owner: str = record["account_id"]
+    return owner
 
 
 class GalleryIndex:
@@ -24,6 +59,7 @@ class GalleryIndex:
         self._owners: dict[str, tuple[str, list[int]]] = {}  # face -> account, versions
         self._faces_of: Counter[str] = Counter()  # account -> its number of faces
         self._user_data: dict[str, str | None] = {}
+        self._list_owners: dict[str, str] = {}  # list -> account, from the lists topic
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -52,26 +88,38 @@ class GalleryIndex:
                 best, best_have = version, have
         return best
 
+    def face_owner(self, face_id: str) -> str | None:
+        owner = self._owners.get(face_id)
+        return None if owner is None else owner[0]
+
+    def list_owner(self, list_id: str) -> str | None:
+        return self._list_owners.get(list_id)
+
     def apply(self, face_id: str, face: Record | None) -> None:
-        """An upsert from a Face record, or a removal for a tombstone (None)."""
+        """An upsert from a Face record, or a removal for a tombstone (None). A record that
+        cannot be applied raises InvalidRecord before anything changes."""
+        vectors = None if face is None else face_vectors(face)
         self.changes += 1
         self._remove(face_id)
-        if face is None:
+        if face is None or vectors is None:
             return
         account = face["account_id"]
         lists = frozenset(face["list_ids"])
-        versions = []
-        for descriptor in face["descriptors"]:
-            vector = np.frombuffer(descriptor["vector"], dtype="<f4")
-            key = (account, descriptor["version"])
-            gallery = self._galleries.get(key)
+        for version, vector in vectors.items():
+            gallery = self._galleries.get((account, version))
             if gallery is None:
-                gallery = self._galleries[key] = Gallery(vector.shape[0])
+                gallery = self._galleries[account, version] = Gallery(vector.shape[0])
             gallery.upsert(face_id, vector, lists)
-            versions.append(descriptor["version"])
-        self._owners[face_id] = (account, versions)
+        self._owners[face_id] = (account, list(vectors))
         self._faces_of[account] += 1
         self._user_data[face_id] = face["user_data"]
+
+    def apply_list(self, list_id: str, record: Record | None) -> None:
+        """Who owns a list (None: deleted), so that no account enrolls into another's list."""
+        if record is None:
+            self._list_owners.pop(list_id, None)
+        else:
+            self._list_owners[list_id] = list_owner(record)
 
     def _remove(self, face_id: str) -> None:
         owner = self._owners.pop(face_id, None)

@@ -4,11 +4,13 @@ all of it (the matchers' gallery) or that wait for their own results (clients, t
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
@@ -16,6 +18,14 @@ from streams import topics
 from streams.settings import Settings
 
 Record = dict[str, Any]
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 1.0  # a follower that failed starts again after this, doubling up to the max
+RETRY_MAX_S = 30.0
+
+
+class UnusableRecord(ValueError):
+    """A record that decodes to nothing a reader can use."""
 
 
 async def partitions_of(settings: Settings, name: str, wait_s: float = 10) -> list[TopicPartition]:
@@ -50,19 +60,26 @@ async def assign_with_ends(
 
 class TopicReader:
     """Decoded (key, value) pairs of one topic; a None value is a tombstone. Starts at the end
-    (only what comes after `async with`) or at the beginning."""
+    (only what comes after `async with`) or at the beginning.
+
+    It never raises on a record: one it cannot decode (a key that is not UTF-8, no key or a null
+    value where none belongs, bytes that fit no schema) or that the caller cannot apply is
+    skipped with one log line and counted in `skipped`. Readers are followers outside any
+    consumer group, run by every process, so a dead letter from each would multiply; the record
+    is dead-lettered once by the group consumer of its topic, where there is one (the store
+    stage for faces and events).
+    """
 
     def __init__(
-        self,
-        settings: Settings,
-        spec: topics.TopicSpec,
-        from_beginning: bool = False,
-        raw: bool = False,
+        self, settings: Settings, spec: topics.TopicSpec, from_beginning: bool = False
     ) -> None:
         self.settings = settings
         self.name = topics.topic_name(settings.kafka, spec)
-        # raw: values come as the bytes on the topic, for a reader that must survive garbage.
-        self._codec = None if raw else schemas.codec(spec.schema)
+        self.skipped = 0
+        # On a compacted topic a key names the thing and a null value deletes it; elsewhere a
+        # null value carries nothing.
+        self._compacted = spec.compacted
+        self._codec = schemas.codec(spec.schema)
         self._from_beginning = from_beginning
         self._end: dict[TopicPartition, int] = {}
 
@@ -89,27 +106,68 @@ class TopicReader:
     ) -> None:
         await self._consumer.stop()
 
+    async def read_raw(self, timeout: float = 0.5) -> list[ConsumerRecord[bytes, bytes]]:
+        """The records as they are on the topic, raw key and value bytes, nothing skipped: for a
+        caller that must see even what does not decode (the config topic's bad keys)."""
+        batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=1000)
+        return [m for records in batch.values() for m in records]
+
     async def read(self, timeout: float = 0.5) -> list[tuple[str | None, Any]]:
         return [(key, value) for key, value, _ in await self.read_with_offsets(timeout)]
 
     async def read_with_offsets(self, timeout: float = 0.5) -> list[tuple[str | None, Any, int]]:
         """(key, value, offset); a key's messages all sit in one partition, so its offsets order
         its versions."""
-        batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=1000)
-        return [
-            (
-                None if m.key is None else m.key.decode(),
-                self._value(m.value),
-                m.offset,
-            )
-            for records in batch.values()
-            for m in records
-        ]
+        return [(key, value, m.offset) for m, key, value in await self._decoded(timeout)]
 
-    def _value(self, value: bytes | None) -> Any:
-        if value is None or self._codec is None:
-            return value
-        return self._codec.decode(value)
+    async def apply_each(self, apply: Callable[[str, Any, int], object], timeout: float) -> None:
+        """Reads once and applies each (key, value, offset) of a compacted topic; a record that
+        `apply` refuses (raises on) is skipped like an undecodable one, the rest go on."""
+        for m, key, value in await self._decoded(timeout):
+            try:
+                apply(key or "", value, m.offset)
+            except ValueError as error:  # the record's own fault: one line is enough
+                self.skip(m, str(error))
+            except Exception as error:  # a bug shown by this record: keep its traceback
+                self.skip(m, f"cannot apply it: {error!r}", exc_info=True)
+
+    def skip(self, m: ConsumerRecord[bytes, bytes], reason: str, exc_info: bool = False) -> None:
+        self.skipped += 1
+        log.warning(
+            "skipped a record of %s[%d]@%d: %s",
+            m.topic,
+            m.partition,
+            m.offset,
+            reason,
+            exc_info=exc_info,
+        )
+
+    async def _decoded(
+        self, timeout: float
+    ) -> list[tuple[ConsumerRecord[bytes, bytes], str | None, Any]]:
+        decoded = []
+        for m in await self.read_raw(timeout):
+            try:
+                decoded.append((m, *self._decode(m)))
+            except (UnusableRecord, schemas.SchemaError) as error:
+                self.skip(m, str(error))
+        return decoded
+
+    def _decode(self, m: ConsumerRecord[bytes, bytes]) -> tuple[str | None, Any]:
+        if m.key is None:
+            if self._compacted:
+                raise UnusableRecord("no key, on a compacted topic")
+            key = None
+        else:
+            try:
+                key = m.key.decode()
+            except UnicodeDecodeError:
+                raise UnusableRecord(f"the key is not UTF-8: {m.key[:40]!r}") from None
+        if m.value is None:
+            if not self._compacted:
+                raise UnusableRecord("a null value")
+            return key, None
+        return key, self._codec.decode(m.value)
 
     async def caught_up(self) -> bool:
         """True once everything that was in the topic at the start has been read."""
@@ -131,3 +189,21 @@ class TopicReader:
                     found[event_id] = record
             await asyncio.sleep(0)
         return found
+
+
+async def keep_following(name: str, follow: Callable[[], Awaitable[None]]) -> None:
+    """Runs a follower for as long as its process lives. Records never stop one (they are
+    skipped); anything else that ends it (the broker gone, a bug) is logged and it starts
+    again from its beginning, so a process never lives on with a dead follower."""
+    retry_s = RETRY_FIRST_S
+    while True:
+        started = time.monotonic()
+        try:
+            await follow()
+            log.error("the %s follower stopped; starting it again", name)
+        except Exception:
+            log.exception("the %s follower failed; starting it again in %.0f s", name, retry_s)
+        if time.monotonic() - started > RETRY_MAX_S:  # it had run a while: not a crash loop
+            retry_s = RETRY_FIRST_S
+        await asyncio.sleep(retry_s)
+        retry_s = min(2 * retry_s, RETRY_MAX_S)

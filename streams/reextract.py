@@ -373,7 +373,8 @@ def _describe(extractor: DescriptorExtractor, messages: list[Any]) -> Extracted:
     good: list[tuple[Record, np.ndarray]] = []
     refused: list[RefusedSample] = []
     for message in messages:
-        key = message.key.decode() if message.key else None
+        # Only for the log of a refused sample: a key that is not UTF-8 must not end the task.
+        key = message.key.decode(errors="backslashreplace") if message.key else None
         if message.value is None:  # a tombstone: the event or face it was cut for has none now
             refused.append((key, ProcessingError("the sample was deleted", code=DELETED)))
             continue

@@ -114,12 +114,10 @@ class ConfigFollower:
     async def run(self) -> None:
         applied = -1
         last_check = 0.0
-        async with TopicReader(
-            self.live.current, topics.CONFIG, from_beginning=True, raw=True
-        ) as reader:
+        async with TopicReader(self.live.current, topics.CONFIG, from_beginning=True) as reader:
             while True:
-                for key, raw, _ in await reader.read_with_offsets(timeout=0.2):
-                    self.state.apply(key, raw)
+                for m in await reader.read_raw(timeout=0.2):  # the state refuses what is bad
+                    self.state.apply(m.key, m.value)
                 self._report_rejections()
                 due = time.monotonic() - last_check >= self.pulling_time
                 if due and await reader.caught_up():

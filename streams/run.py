@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import socket
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 SUPERVISED_ENV = "FACESTREAM_SUPERVISED"  # set by the supervisor in the processes it starts
 RELOAD_ENV = "FACESTREAM_CONFIG_RELOAD"  # "1": follow the config topic
 PULLING_ENV = "FACESTREAM_PULLING_TIME"  # seconds between checks of the config topic
+API_SOCKET_ENV = "FACESTREAM_API_SOCKET_FD"  # the listening socket API processes share
+STARTUP_FAILURE_EXIT_CODE = 3  # uvicorn's
 
 
 async def startup_settings() -> Settings:
@@ -89,15 +93,26 @@ def run_worker(stages: Sequence[str], argv: Sequence[str]) -> int:
     return finish(argv)
 
 
-def run_api(host: str, port: int, workers: int, argv: Sequence[str]) -> int:
+def run_api(host: str, port: int, argv: Sequence[str]) -> int:
+    """One API process: on `host`:`port`, or on the listening socket that the supervisor of
+    several shares with its processes (API_SOCKET_ENV)."""
     import uvicorn
 
-    uvicorn.run(
+    config = uvicorn.Config(
         "streams.api.app:app_from_environment",
         factory=True,
         host=host,
         port=port,
-        workers=workers,
         log_level=Settings().logging.level.lower(),
     )
+    server = uvicorn.Server(config)
+    # Once it has shut down, uvicorn raises again the signal that stopped it, and a restart is
+    # asked for by SIGTERM (ProcessControl): by default that would end the process before
+    # `finish` starts it again. A stop then ends here as a return, exit code from `finish`.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: setattr(server, "should_exit", True))
+    shared = os.environ.get(API_SOCKET_ENV)
+    server.run(sockets=None if shared is None else [socket.socket(fileno=int(shared))])
+    if not server.started:
+        return STARTUP_FAILURE_EXIT_CODE
     return finish(argv)

@@ -117,12 +117,14 @@ def select_faces(
     return big
 
 
-# Sample ids derive from the event: a redelivered image replaces its samples, never adds some.
-SAMPLE_NAMESPACE = uuid.UUID("8f6d3c1e-2b4a-5e7f-9a0b-1c2d3e4f5a6b")
+# Ids made for a face of an event derive from the event: a redelivered image replaces its
+# samples and enrolled faces (and their descriptor rows), never adds more.
+DERIVED_NAMESPACE = uuid.UUID("8f6d3c1e-2b4a-5e7f-9a0b-1c2d3e4f5a6b")
 
 
-def sample_uuid(event_id: str, face_index: int) -> str:
-    return str(uuid.uuid5(SAMPLE_NAMESPACE, f"{event_id}/{face_index}"))
+def derived_id(kind: Literal["sample", "face"], event_id: str, face_index: int) -> str:
+    name = f"{event_id}/{face_index}" if kind == "sample" else f"{kind}/{event_id}/{face_index}"
+    return str(uuid.uuid5(DERIVED_NAMESPACE, name))
 
 
 class DetectStage:
@@ -152,7 +154,7 @@ class DetectStage:
         context = record["context"]
         detected, samples = [], []
         for index, detection in faces:
-            sample_id = sample_uuid(context["event_id"], index)
+            sample_id = derived_id("sample", context["event_id"], index)
             sample = encode_jpeg(align.warp(image, detection.landmarks))
             crops = self.models.liveness.crops(image, detection)
             detected.append(
@@ -240,6 +242,8 @@ def _liveness(result: LivenessResult) -> Record:
 
 
 def decode_sample(data: bytes) -> np.ndarray:
+    if not data:  # imdecode raises on an empty buffer instead of returning None
+        raise ImageError("face sample is empty", code="bad_sample")
     sample = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if sample is None or sample.shape[:2] != (align.SAMPLE_SIZE, align.SAMPLE_SIZE):
         raise ImageError("face sample is not a decodable 250x250 image", code="bad_sample")
@@ -399,7 +403,8 @@ class MatchStage:
     def _enroll(context: Record, face: Record, vectors: dict[int, bytes]) -> Record:
         enrollment = context["enroll"]
         return {
-            "face_id": enrollment["face_id"] or str(uuid.uuid4()),
+            "face_id": enrollment["face_id"]
+            or derived_id("face", context["event_id"], face["geometry"]["index"]),
             "account_id": context["account_id"],
             "list_ids": [enrollment["list_id"]],
             "user_data": enrollment["user_data"],

@@ -31,6 +31,7 @@ from sinks.store import EventSink, FaceSink, ReextractionSink
 from sinks.types import Refusal, RowsRefused, Sink, StorageUnavailable
 from streams.agents import Pipeline, Sent, _batches
 from streams.deadletters import finish_batch
+from streams.gallery import InvalidRecord, face_vectors
 from streams.stages import Record
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,11 @@ def register(pipeline: Pipeline) -> None:
         if not face_id:
             raise schemas.SchemaError("bad_key", "a face message needs the face id as its key")
         face = None if event.value is None else schemas.codec("Face").decode(event.value)
+        if face is not None:
+            try:  # the check every follower of the faces topic makes
+                face_vectors(face)
+            except InvalidRecord as invalid:
+                raise schemas.SchemaError("out_of_range", f"face {face_id}: {invalid}") from None
         return face_id, face
 
     def reextracted(item: Record) -> Record | None:

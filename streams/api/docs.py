@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from streams.api.requests import account_id
+from streams.api.requests import admin, is_admin
 
 SPEC_PATH = Path(__file__).with_name("openapi.yml")
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -88,13 +88,12 @@ async def docs_page(request: Request) -> HTMLResponse:
 
 
 async def health(request: Request) -> JSONResponse:
-    services = request.app.state.services
+    """Up or not for anyone; the counts (every account's) for the administrator only."""
+    if not is_admin(request):
+        return JSONResponse({"status": "ok"})
+    directory = request.app.state.services.directory
     return JSONResponse(
-        {
-            "status": "ok",
-            "faces": len(services.directory.faces),
-            "lists": len(services.directory.lists),
-        }
+        {"status": "ok", "faces": len(directory.faces), "lists": len(directory.lists)}
     )
 
 
@@ -102,7 +101,7 @@ async def effective_settings(request: Request) -> JSONResponse:
     """The settings this process uses now, secrets hidden."""
     from streams.config import hide_secrets
 
-    account_id(request)
+    admin(request)
     services = request.app.state.services
     return JSONResponse(hide_secrets(services.settings.model_dump(mode="json")))
 

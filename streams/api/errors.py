@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -47,8 +48,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", f"the server failed: {exc!r}")
+    """The client learns only an id to quote; the log line with that id has the traceback
+    (an exception's text may hold SQL, paths or a server's stack trace)."""
+    error_id = uuid.uuid4().hex
+    log.error("%s %s failed, error id %s", request.method, request.url.path, error_id, exc_info=exc)
+    return error_response(500, "internal_error", f"the server failed; error id {error_id}")
 
 
 HANDLERS = {

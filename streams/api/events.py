@@ -31,9 +31,13 @@ def _time(request: Request, name: str) -> str | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    if not 1970 <= moment.astimezone(UTC).year <= 2105:  # ClickHouse DateTime's range
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # an offset pushing year 1 or 9999 out of range
+        moment = datetime.min.replace(tzinfo=UTC)
+    if not 1970 <= moment.year <= 2105:  # ClickHouse DateTime's range
         raise ApiError(400, "bad_parameter", f"{name} must be within the years 1970 to 2105")
-    return f"toDateTime({quote(moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S'))}, 'UTC')"
+    return f"toDateTime({quote(moment.strftime('%Y-%m-%d %H:%M:%S'))}, 'UTC')"
 
 
 def filters(request: Request, account: str) -> list[str]:

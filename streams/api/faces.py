@@ -23,10 +23,19 @@ from streams.api import render
 from streams.api.errors import ApiError, not_found
 from streams.api.events import quote
 from streams.api.lists import JSON_LIMIT, user_data
-from streams.api.requests import account_id, flag, image_and_fields, json_body, number
+from streams.api.requests import (
+    account_id,
+    flag,
+    image_and_fields,
+    integer,
+    json_body,
+    number,
+    strings,
+)
 from streams.api.services import Services
 
 Record = dict[str, Any]
+MAX_FACE_INDEX = 65535  # the tables' UInt16
 
 
 @dataclass(frozen=True)
@@ -176,12 +185,11 @@ def check_lists(services: Services, account: str, lists: list[str]) -> None:
 
 
 async def face_from_event(services: Services, account: str, body: Record) -> Record:
-    event_id, index = body.get("event_id"), body.get("face_index", 0)
-    if not isinstance(event_id, str) or not isinstance(index, int):
+    event_id = body.get("event_id")
+    if not isinstance(event_id, str):
         raise ApiError(400, "bad_face_source", "give event_id (string) and face_index (integer)")
-    lists = body.get("list_ids") or []
-    if not isinstance(lists, list) or not all(isinstance(i, str) for i in lists):
-        raise ApiError(400, "bad_list_ids", "list_ids must be a list of list ids")
+    index = integer(body.get("face_index", 0), "face_index", 0, MAX_FACE_INDEX, "bad_face_source")
+    lists = strings(body.get("list_ids") or [], "list_ids", "bad_list_ids")
     check_lists(services, account, lists)
     rows = await services.query(
         f"SELECT descriptor_version, descriptor, sample_id FROM "

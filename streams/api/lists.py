@@ -55,7 +55,7 @@ def owned_list(services: Services, account: str, list_id: str) -> dict[str, Any]
 async def get_list(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     record = owned_list(services, account_id(request), request.path_params["list_id"])
-    count = len(services.directory.faces_in(record["list_id"]))
+    count = len(services.directory.faces_in(record["account_id"], record["list_id"]))
     return JSONResponse(render.face_list(record, count))
 
 
@@ -71,7 +71,8 @@ async def list_lists(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "lists": [
-                render.face_list(r, len(services.directory.faces_in(r["list_id"]))) for r in shown
+                render.face_list(r, len(services.directory.faces_in(account, r["list_id"])))
+                for r in shown
             ],
             "page": page_number,
             "page_size": size,
@@ -89,7 +90,7 @@ async def delete_list(request: Request) -> Response:
     services: Services = request.app.state.services
     record = owned_list(services, account_id(request), request.path_params["list_id"])
     list_id = record["list_id"]
-    for face in services.directory.faces_in(list_id):
+    for face in services.directory.faces_in(record["account_id"], list_id):
         await relink(services, face, [i for i in face["list_ids"] if i != list_id])
     await services.save_list(list_id, None)
     return Response(status_code=204)

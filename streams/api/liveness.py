@@ -12,7 +12,6 @@ the probability and the quality both reach their thresholds.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, Protocol
 
 from starlette.concurrency import run_in_threadpool
@@ -98,10 +97,7 @@ def device_os(query: str | None, meta: str | None) -> str:
     """V1's `OS`, from the query or the multipart `meta` JSON (both: they must agree)."""
     from_meta = None
     if meta is not None:
-        try:
-            parsed = json.loads(meta)
-        except ValueError as exc:
-            raise ApiError(400, "bad_meta", f"meta is not valid JSON: {exc}") from None
+        parsed = requests.parse_json(meta, "bad_meta")
         if not isinstance(parsed, dict) or set(parsed) - {"OS"}:
             raise ApiError(
                 400, "bad_meta", f'meta must be a JSON object like {{"OS": "IOS"}}, got {meta!r}'

@@ -17,8 +17,8 @@ from starlette.routing import Route
 from processors.matcher import Gallery
 from streams.api.errors import ApiError, not_found
 from streams.api.events import quote
-from streams.api.faces import FaceOptions, describe
-from streams.api.requests import account_id, json_body
+from streams.api.faces import MAX_FACE_INDEX, FaceOptions, describe
+from streams.api.requests import account_id, integer, json_body, strings
 from streams.api.services import Services
 
 Record = dict[str, Any]
@@ -38,10 +38,12 @@ async def reference_vector(services: Services, account: str, ref: Any, version: 
             400, "bad_reference", f"a reference needs type face, event or image: {ref!r}"
         )
     kind = ref["type"]
+    if kind in ("face", "event") and not isinstance(ref.get("id"), str):
+        raise ApiError(400, "bad_reference", f"a {kind} reference needs a string `id`")
     if kind == "face":
-        face = services.directory.find_face(account, str(ref.get("id")))
+        face = services.directory.find_face(account, ref["id"])
         if face is None:
-            raise not_found("face", str(ref.get("id")))
+            raise not_found("face", ref["id"])
         vector = _vector(face, version)
         if vector is None:
             raise ApiError(
@@ -51,13 +53,11 @@ async def reference_vector(services: Services, account: str, ref: Any, version: 
             )
         return vector
     if kind == "event":
-        index = ref.get("face_index", 0)
-        if not isinstance(index, int):
-            raise ApiError(400, "bad_reference", "face_index must be an integer")
+        index = integer(ref.get("face_index", 0), "face_index", 0, MAX_FACE_INDEX, "bad_reference")
         rows = await services.query(
             f"SELECT descriptor FROM {services.settings.storage.database}.descriptors FINAL "
             f"WHERE account_id = {quote(account)} AND owner_kind = 'event' AND "
-            f"owner_id = {quote(str(ref.get('id')))} AND face_index = {index} "
+            f"owner_id = {quote(ref['id'])} AND face_index = {index} "
             f"AND descriptor_version = {version}"
         )
         if not rows:
@@ -82,14 +82,14 @@ def candidates(services: Services, account: str, spec: Any, version: int) -> Gal
     if not isinstance(spec, dict) or not (spec.get("list_ids") or spec.get("face_ids")):
         raise ApiError(400, "bad_candidates", "candidates need list_ids or face_ids")
     chosen: dict[str, Record] = {}
-    for list_id in spec.get("list_ids") or []:
-        if services.directory.find_list(account, str(list_id)) is None:
-            raise not_found("list", str(list_id))
-        chosen |= {f["face_id"]: f for f in services.directory.faces_in(str(list_id))}
-    for face_id in spec.get("face_ids") or []:
-        face = services.directory.find_face(account, str(face_id))
+    for list_id in strings(spec.get("list_ids") or [], "list_ids", "bad_candidates"):
+        if services.directory.find_list(account, list_id) is None:
+            raise not_found("list", list_id)
+        chosen |= {f["face_id"]: f for f in services.directory.faces_in(account, list_id)}
+    for face_id in strings(spec.get("face_ids") or [], "face_ids", "bad_candidates"):
+        face = services.directory.find_face(account, face_id)
         if face is None:
-            raise not_found("face", str(face_id))
+            raise not_found("face", face_id)
         chosen[face["face_id"]] = face
     gallery = Gallery(128)
     for face_id, face in chosen.items():
@@ -107,11 +107,9 @@ async def match(request: Request) -> JSONResponse:
     if not isinstance(references, list) or not 1 <= len(references) <= 100:
         raise ApiError(400, "bad_references", "references must be a list of 1 to 100 references")
     version = services.settings.descriptor.default_face_descriptor_version
-    limit = body.get("limit", services.settings.match.limit)
+    limit = integer(body.get("limit", services.settings.match.limit), "limit", 1, 100, "bad_limit")
     threshold = body.get("threshold", services.settings.match.threshold(version))
-    if not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise ApiError(400, "bad_limit", "limit must be an integer in [1, 100]")
-    if not isinstance(threshold, int | float) or not -1 <= threshold <= 1:
+    if type(threshold) not in (int, float) or not -1 <= threshold <= 1:  # a bool is no number
         raise ApiError(400, "bad_threshold", "threshold must be a number in [-1, 1]")
     gallery = candidates(services, account, body.get("candidates"), version)
     results = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import json
+import re
 import uuid
 from typing import Any
 
@@ -11,7 +13,10 @@ from starlette.requests import Request
 from streams.api.errors import ApiError
 
 ACCOUNT_HEADER = "Luna-Account-Id"
+ADMIN_HEADER = "Authorization"
 IMAGE_TYPES = ("image/", "application/octet-stream")
+MAX_JSON_DEPTH = 32  # far more than any request body here needs
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # names files and consumer groups
 
 
 def account_id(request: Request) -> str:
@@ -25,6 +30,35 @@ def account_id(request: Request) -> str:
         raise ApiError(
             400, "account_id_malformed", f"{ACCOUNT_HEADER} must be a UUID, got {value!r}"
         ) from None
+
+
+def admin(request: Request) -> None:
+    """Routes that span accounts (tasks, settings) need `Authorization: Bearer <api.admin_token>`;
+    without a token configured they are off."""
+    configured = request.app.state.services.settings.api.admin_token
+    if not configured:
+        raise ApiError(
+            403, "admin_disabled", "administrator routes are off: no api.admin_token is set"
+        )
+    given = request.headers.get(ADMIN_HEADER)
+    if given is None:
+        raise ApiError(
+            401, "admin_required", f"send the administrator token: {ADMIN_HEADER}: Bearer <token>"
+        )
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), configured.encode()
+    ):
+        raise ApiError(403, "bad_admin_token", "the administrator token is wrong")
+
+
+def is_admin(request: Request) -> bool:
+    """Whether the request carries the administrator token; a wrong one is refused, not
+    taken for none."""
+    if ADMIN_HEADER not in request.headers:
+        return False
+    admin(request)
+    return True
 
 
 async def body(request: Request, limit: int) -> bytes:
@@ -70,18 +104,70 @@ async def image_and_fields(request: Request, limit: int) -> tuple[bytes, dict[st
     )
 
 
+def parse_json(text: str | bytes, code: str) -> Any:
+    """JSON that the rest of the API can use as is: nested at most MAX_JSON_DEPTH deep, and
+    with no lone surrogate (`"\\ud800"` decodes to a str that no encoder downstream takes)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ApiError(400, code, f"JSON nested over {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ApiError(400, code, f"not valid JSON: {exc}") from None
+    pending = [(value, 1)]  # a loop, not recursion: the depth is what is being checked
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, code, f"JSON nested over {MAX_JSON_DEPTH} levels")
+        if isinstance(item, str):
+            _encodable(item, code)
+        elif isinstance(item, dict):
+            for key in item:
+                _encodable(key, code)
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return value
+
+
+def _encodable(text: str, code: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, code, "JSON strings must be valid Unicode (a lone surrogate?)"
+        ) from None
+
+
 async def json_body(request: Request, limit: int) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise ApiError(
             415, "unsupported_media_type", f"send application/json, not {content_type!r}"
         )
-    try:
-        value = json.loads(await body(request, limit))
-    except ValueError as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+    value = parse_json(await body(request, limit), "bad_json")
     if not isinstance(value, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return value
+
+
+def integer(value: Any, name: str, low: int, high: int, code: str) -> int:
+    """A JSON integer within [low, high]; a bool is refused though Python counts it an int."""
+    if type(value) is not int or not low <= value <= high:
+        raise ApiError(400, code, f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def strings(value: Any, name: str, code: str) -> list[str]:
+    """A JSON list of strings (ids)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ApiError(400, code, f"{name} must be a list of strings")
+    return value
+
+
+def task_id(value: str) -> str:
+    """A task id: it names a consumer group and the log's file name, so plain characters."""
+    if not TASK_ID.fullmatch(value):
+        raise ApiError(400, "bad_task_id", "a task id is 1 to 128 letters, digits, '.', '_' or '-'")
     return value
 
 

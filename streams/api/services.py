@@ -20,7 +20,7 @@ from streams.api.errors import ApiError
 from streams.client import ImageProducer
 from streams.directory import Directory
 from streams.models import ModelSet
-from streams.reader import TopicReader
+from streams.reader import TopicReader, keep_following
 from streams.run import follower
 from streams.settings import LiveSettings, Settings
 
@@ -40,11 +40,14 @@ class EventWaiter:
         return future
 
     async def follow(self, settings: Settings) -> None:
-        async with TopicReader(settings, topics.EVENTS) as events:
+        """Started again after a failure (a broker outage), never left dead: requests that wait
+        would all time out."""
+        await keep_following("events", lambda: self._follow(settings))
+
+    async def _follow(self, settings: Settings) -> None:
+        async with TopicReader(settings, topics.EVENTS) as events:  # it skips garbage
             while True:
                 for _, event in await events.read(timeout=0.2):
-                    if event is None:
-                        continue
                     future = self.pending.pop(event["context"]["event_id"], None)
                     if future is not None and not future.done():
                         future.set_result(event)

@@ -1,5 +1,5 @@
 """Re-extraction tasks over HTTP: start one, list them, follow its counts, stop it, download
-its log."""
+its log. A task spans every account: these are the administrator's routes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from processors.registry import DESCRIPTOR_VERSIONS
 from streams import topics
 from streams.api.errors import ApiError
 from streams.api.lists import JSON_LIMIT
-from streams.api.requests import account_id, json_body
+from streams.api.requests import admin, json_body
+from streams.api.requests import task_id as valid_task_id
 from streams.api.services import Services
 from streams.reader import TopicReader
 from streams.reextract import MAX_LANES, ReextractionTask
@@ -41,10 +42,10 @@ class Running:
 
 async def start_reextraction(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    account_id(request)
+    admin(request)
     body = await json_body(request, JSON_LIMIT)
     version = body.get("version")
-    if version not in DESCRIPTOR_VERSIONS:
+    if type(version) is not int or version not in DESCRIPTOR_VERSIONS:
         raise ApiError(
             400,
             "bad_version",
@@ -53,7 +54,8 @@ async def start_reextraction(request: Request) -> JSONResponse:
     lanes = body.get("lanes")
     if lanes is not None and (type(lanes) is not int or not 1 <= lanes <= MAX_LANES):
         raise ApiError(400, "bad_lanes", f"lanes must be an integer 1..{MAX_LANES}, got {lanes!r}")
-    task_id = str(body.get("task_id") or f"to-v{version}")
+    given = body.get("task_id") or f"to-v{version}"
+    task_id = valid_task_id(given if isinstance(given, str) else "")
     tasks: dict[str, Running] = services.tasks
     if task_id in tasks and not tasks[task_id].runner.done():
         raise ApiError(409, "task_running", f"task {task_id} is already running")
@@ -73,8 +75,8 @@ async def start_reextraction(request: Request) -> JSONResponse:
 
 
 def running(request: Request) -> Running:
-    account_id(request)
-    task_id = request.path_params["task_id"]
+    admin(request)
+    task_id = valid_task_id(request.path_params["task_id"])
     found: Running | None = request.app.state.services.tasks.get(task_id)
     if found is None:
         raise ApiError(404, "task_not_found", f"no task {task_id} was started by this API process")
@@ -83,7 +85,7 @@ def running(request: Request) -> Running:
 
 async def list_tasks(request: Request) -> JSONResponse:
     """The tasks this API process started, oldest first, with their counts."""
-    account_id(request)
+    admin(request)
     tasks: dict[str, Running] = request.app.state.services.tasks
     return JSONResponse({"tasks": [found.view() for found in tasks.values()]})
 
@@ -101,9 +103,9 @@ async def stop_task(request: Request) -> JSONResponse:
 
 async def task_log(request: Request) -> StreamingResponse:
     """Every sample the task processed or refused so far, one JSON object a line."""
-    account_id(request)
+    admin(request)
     services: Services = request.app.state.services
-    task_id = request.path_params["task_id"]
+    task_id = valid_task_id(request.path_params["task_id"])  # it goes into a header below
 
     async def lines() -> AsyncIterator[bytes]:
         async with TopicReader(services.settings, topics.REEXTRACTIONS, from_beginning=True) as r:

@@ -19,10 +19,16 @@ def _config(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(settings.kafka))
     if args.action == "history":
         for change in asyncio.run(config.history(settings, args.section)):
-            values = change["values_json"] or "(reset to default)"
-            print(f"{change['changed_at']:%Y-%m-%d %H:%M:%S}  {change['author'] or '?'}  {values}")
+            shown = config.shown_json(args.section, change["values_json"])
+            print(f"{change['changed_at']:%Y-%m-%d %H:%M:%S}  {change['author'] or '?'}  {shown}")
         return 0
     state = asyncio.run(config.read_state(settings))
+    if args.action == "reset" and args.bad_keys:
+        asyncio.run(config.remove_bad_keys(settings, list(state.bad_keys.values())))
+        for key in state.bad_keys:
+            print(f"removed the key {key!r}")
+        print(f"bad keys removed: {len(state.bad_keys)}")
+        return 0
     if args.action in ("set", "reset"):
         if args.action == "set":
             values = {
@@ -38,7 +44,7 @@ def _config(args: argparse.Namespace) -> int:
         else:
             values = None
         asyncio.run(config.publish(settings, args.section, values))
-        print(f"{args.section}: {'reset to default' if values is None else json.dumps(values)}")
+        print(f"{args.section}: {config.shown(args.section, values)}")
         return 0
     effective = config.hide_secrets(state.settings().model_dump(mode="json"))
     if args.action == "get":
@@ -73,8 +79,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     set_.add_argument("section")
     set_.add_argument("values", nargs="+", metavar="KEY=VALUE")
     set_.set_defaults(run=_config)
-    reset = config_cmd.add_parser("reset", help="a section back to its default (a tombstone)")
-    reset.add_argument("section")
+    reset = config_cmd.add_parser(
+        "reset",
+        help="a section back to its default (a tombstone); --bad-keys removes the messages "
+        "whose key is not UTF-8 (`config show` lists them as REFUSED)",
+    )
+    reset_what = reset.add_mutually_exclusive_group(required=True)
+    reset_what.add_argument("section", nargs="?", help="the section to reset")
+    reset_what.add_argument(
+        "--bad-keys", action="store_true", help="remove every message whose key is not UTF-8"
+    )
     reset.set_defaults(run=_config)
     history = config_cmd.add_parser("history", help="every change of a section")
     history.add_argument("section")

@@ -47,11 +47,25 @@ def _worker_count(text: str) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from streams.run import run_api
+    from streams.run import API_SOCKET_ENV, SUPERVISED_ENV, run_api
 
     _apply_reload_options(args)
     api = get_settings().api
-    return run_api(args.host or api.host, args.port or api.port, args.workers, ARGV)
+    host, port = args.host or api.host, args.port or api.port
+    if args.workers > 1 and os.environ.get(SUPERVISED_ENV) != "1":
+        import sys
+
+        import uvicorn
+
+        from streams.supervisor import run_workers
+
+        # Bound here, once, and shared: the kernel hands each connection to one process, and a
+        # process that restarts leaves the port open meanwhile (connections wait in its backlog).
+        listener = uvicorn.Config("", host=host, port=port).bind_socket()
+        os.environ[API_SOCKET_ENV] = str(listener.fileno())
+        command = [sys.executable, "-m", "streams.cli", "api"]
+        return run_workers(args.workers, [], command, pass_fds=[listener.fileno()])
+    return run_api(host, port, ARGV)
 
 
 def _add_reload_arguments(command: argparse.ArgumentParser) -> None:
@@ -90,6 +104,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     api = sub.add_parser("api", help="serve the HTTP API (docs at /v1/docs)")
     api.add_argument("--host", help="address to bind (default: FACESTREAM_API__HOST)")
     api.add_argument("--port", type=int, help="port (default: FACESTREAM_API__PORT, 5000)")
-    api.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    api.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="API processes sharing the port, restarted when they fail (default 1; at most 64)",
+    )
     _add_reload_arguments(api)
     api.set_defaults(run=_api)

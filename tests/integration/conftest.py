@@ -24,6 +24,8 @@ from streams import launch
 from streams.launch import REPO, ApiProcess, WorkerProcess, free_port
 from streams.settings import Settings
 
+ADMIN_TOKEN = "integration-admin-token"  # the API processes' api.admin_token
+
 
 @pytest.fixture(scope="session")
 def stack_env(models_dir: Path) -> dict[str, str]:
@@ -39,6 +41,7 @@ def stack_env(models_dir: Path) -> dict[str, str]:
         "FACESTREAM_INFLUX_MONITORING__FLUSHING_PERIOD": "0.5",
         "FACESTREAM_MODELS_DIR": str(models_dir),
         "FACESTREAM_WORKER__WEB_PORT": str(20000 + int(run[:4], 16) % 20000),
+        "FACESTREAM_API__ADMIN_TOKEN": ADMIN_TOKEN,
     }
     influx_query(env, f"CREATE DATABASE it{run}", database=None)
     return env
@@ -129,3 +132,19 @@ class Deployment:
         process = WorkerProcess(self.env, self.folder / f"{name}.log", *RELOAD)
         process.wait_ready()
         return process
+
+
+@pytest.fixture
+def deployment(stack_env: dict[str, str], tmp_path: Path) -> Deployment:
+    """A deployment of the test's own: topic prefix, database, web port."""
+    return Deployment(stack_env, tmp_path)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[WorkerProcess]]:
+    """Worker processes a test starts; those still running are stopped after it."""
+    started: list[WorkerProcess] = []
+    yield started
+    for process in started:
+        if process.process.poll() is None:
+            process.stop()

@@ -21,7 +21,7 @@ from streams.launch import ApiProcess, CommandProcess, WorkerProcess, free_port
 from streams.reader import TopicReader
 from streams.reload import SHUTDOWN_EXIT_CODE
 from streams.settings import Settings
-from tests.integration.conftest import RELOAD, Deployment
+from tests.integration.conftest import ADMIN_TOKEN, RELOAD, Deployment
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +151,7 @@ def test_the_logging_level_changes_in_every_process_without_a_restart(
         import httpx
 
         shown = httpx.get(
-            f"{api.origin}/v1/settings", headers={"Luna-Account-Id": str(uuid.uuid4())}
+            f"{api.origin}/v1/settings", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         ).json()
         assert shown["logging"]["level"] == "DEBUG"
         assert shown["storage"]["clickhouse_url"] == "***"

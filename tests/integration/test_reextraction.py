@@ -24,7 +24,7 @@ from streams.apiclient import ApiError, Client, Task
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.launch import ApiProcess, WorkerProcess
 from streams.reader import TopicReader
-from tests.integration.conftest import RELOAD, Deployment, influx_query
+from tests.integration.conftest import ADMIN_TOKEN, RELOAD, Deployment, influx_query
 
 pytestmark = pytest.mark.integration
 ACCOUNT = str(uuid.uuid4())
@@ -210,7 +210,7 @@ async def test_the_task_over_http_with_progress_and_log(
                 for name, files in known.items()
             ],
         )
-        with Client(api.origin, account_id=ACCOUNT) as client:
+        with Client(api.origin, account_id=ACCOUNT, admin_token=ADMIN_TOKEN) as client:
             with pytest.raises(ApiError) as refused:
                 client.start_reextraction(7)
             assert (refused.value.status, refused.value.code) == (400, "bad_version")
@@ -268,7 +268,7 @@ async def test_a_task_stopped_over_http_resumes_where_it_stopped(
     api = ApiProcess(deployment.env, tmp_path / "api.log")
     try:
         api.wait_ready()
-        with Client(api.origin, account_id=ACCOUNT) as client:
+        with Client(api.origin, account_id=ACCOUNT, admin_token=ADMIN_TOKEN) as client:
 
             def until(status: set[str], processed: int = 0) -> Task:
                 deadline = time.monotonic() + 120

@@ -37,7 +37,7 @@ def test_sources_in_order_file_then_environment_then_topic(
     assert from_file_and_env.match.threshold_v1 == 0.3  # file over default
     assert from_file_and_env.detection.max_faces == 5
     state = ConfigState()
-    state.apply("match", change("match", {"limit": 9}))
+    state.apply(b"match", change("match", {"limit": 9}))
     assert state.settings().match.limit == 9  # topic over environment
     assert state.settings().match.threshold_v1 == 0.3  # the rest of the section stays
 
@@ -61,20 +61,20 @@ def test_a_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None
 )
 def test_bad_changes_are_refused_and_the_last_good_value_stays(raw: bytes, reason: str) -> None:
     state = ConfigState()
-    state.apply("match", change("match", {"limit": 7}))
+    state.apply(b"match", change("match", {"limit": 7}))
     good = state.version
-    state.apply("match", raw)
+    state.apply(b"match", raw)
     assert reason in state.rejected["match"]
     assert state.version == good
     assert state.settings().match.limit == 7
-    state.apply("match", change("match", {"limit": 8}))  # a good one clears the refusal
+    state.apply(b"match", change("match", {"limit": 8}))  # a good one clears the refusal
     assert "match" not in state.rejected and state.settings().match.limit == 8
 
 
 def test_a_tombstone_restores_the_default() -> None:
     state = ConfigState()
-    state.apply("match", change("match", {"limit": 7}))
-    state.apply("match", None)
+    state.apply(b"match", change("match", {"limit": 7}))
+    state.apply(b"match", None)
     assert state.settings().match.limit == Settings().match.limit
     assert "match" not in state.overrides
 
