@@ -6,13 +6,14 @@ never see each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -23,6 +24,7 @@ from sinks.clickhouse import DriverClient
 from streams import launch
 from streams.launch import REPO, ApiProcess, WorkerProcess, free_port
 from streams.settings import Settings
+from tests.integration.servers import PrivateServer
 
 ADMIN_TOKEN = "integration-admin-token"  # the API processes' api.admin_token
 
@@ -148,3 +150,22 @@ def processes() -> Iterator[list[WorkerProcess]]:
     for process in started:
         if process.process.poll() is None:
             process.stop()
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[Callable[[str], PrivateServer]]:
+    """Starts a private copy of a server (kafka, clickhouse, influxdb) for a test to break;
+    every copy is stopped after it (thawed first, should the test have frozen it)."""
+    started: list[PrivateServer] = []
+
+    def start(name: str) -> PrivateServer:
+        server = PrivateServer(name, tmp_path / f"{name}-state")
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        with contextlib.suppress(OSError, ValueError):
+            server.thaw()
+        server.stop()

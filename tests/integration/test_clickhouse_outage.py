@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,6 @@ IMAGES = 300
 OUTAGE_S = 30
 
 
-@pytest.fixture
-def private_clickhouse(tmp_path: Path) -> Iterator[PrivateServer]:
-    server = PrivateServer("clickhouse", tmp_path / "state")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def monitored(deployment: Deployment, field: str) -> float:
     """The sum of a store_events field over the deployment's monitoring points."""
     result = influx_query(
@@ -58,12 +48,13 @@ def monitored(deployment: Deployment, field: str) -> float:
 @pytest.mark.slow
 def test_clickhouse_stopped_mid_stream_loses_nothing_and_stores_nothing_twice(
     deployment: Deployment,
-    private_clickhouse: PrivateServer,
+    private_server: Callable[[str], PrivateServer],
     processes: list[WorkerProcess],
     testdata_dir: Path,
 ) -> None:
     influx_db = f"{deployment.settings.kafka.topic_prefix}_monitoring"
     influx_query(deployment.env, f"CREATE DATABASE {influx_db}", database=None)
+    private_clickhouse = private_server("clickhouse")
     url = f"clickhouse://127.0.0.1:{private_clickhouse.port}"
     settings = with_env(
         deployment,

@@ -106,27 +106,21 @@ def test_the_broker_killed_and_restarted_mid_stream_loses_nothing(
     counts: Counts,
     photos: list[bytes],
     processes: list[WorkerProcess],
-    tmp_path: Path,
+    private_server: Callable[[str], PrivateServer],
 ) -> None:
-    broker = PrivateServer("kafka", tmp_path / "state")
-    broker.start()
-    try:
-        settings = with_env(deployment, FACESTREAM_KAFKA__BROKER=f"kafka://127.0.0.1:{broker.port}")
-        # Under the supervisor, as deployed: a worker that can no longer work exits and comes back.
-        worker = start_worker(deployment, processes, "worker", "--workers", "1")
+    broker = private_server("kafka")
+    settings = with_env(deployment, FACESTREAM_KAFKA__BROKER=f"kafka://127.0.0.1:{broker.port}")
+    # Under the supervisor, as deployed: a worker that can no longer work exits and comes back.
+    worker = start_worker(deployment, processes, "worker", "--workers", "1")
 
-        def kill_and_restart() -> None:
-            broker.kill()
-            time.sleep(5)
-            broker.start()
+    def kill_and_restart() -> None:
+        broker.kill()
+        time.sleep(5)
+        broker.start()
 
-        rows, events = stream_with_fault(settings, photos, counts, kill_and_restart)
-        assert (rows, events) == (IMAGES, IMAGES), worker.tail()
-        assert worker.process.poll() is None, worker.tail()
-    finally:
-        for process in processes:
-            process.stop()
-        broker.stop()
+    rows, events = stream_with_fault(settings, photos, counts, kill_and_restart)
+    assert (rows, events) == (IMAGES, IMAGES), worker.tail()
+    assert worker.process.poll() is None, worker.tail()
 
 
 def test_influxdb_hung_then_stopped_never_blocks_the_stream(
@@ -134,50 +128,42 @@ def test_influxdb_hung_then_stopped_never_blocks_the_stream(
     counts: Counts,
     photos: list[bytes],
     processes: list[WorkerProcess],
-    tmp_path: Path,
+    private_server: Callable[[str], PrivateServer],
 ) -> None:
-    influx = PrivateServer("influxdb", tmp_path / "state")
+    influx = private_server("influxdb")
+    with_env(
+        deployment,
+        FACESTREAM_INFLUX_MONITORING__PORT=str(influx.port),
+        FACESTREAM_INFLUX_MONITORING__DATABASE="facestream",
+    )
+    worker = start_worker(deployment, processes, "worker")
+
+    def hang() -> None:
+        influx.freeze()  # connections open, no answer: the writer must time out, not wait
+
+    rows, events = stream_with_fault(deployment.settings, photos, counts, hang)
+    assert (rows, events) == (IMAGES, IMAGES), worker.tail()
+    influx.thaw()
+    influx.stop()
+    # And with InfluxDB gone altogether, more images still flow.
+    more = asyncio.run(send_all(deployment.settings, photos, count=20))
+    rows, events = counts.wait(IMAGES + len(more), timeout=120)
+    assert (rows, events) == (IMAGES + 20, IMAGES + 20)
+    assert worker.process.poll() is None, worker.tail()
     influx.start()
-    try:
-        with_env(
-            deployment,
-            FACESTREAM_INFLUX_MONITORING__PORT=str(influx.port),
-            FACESTREAM_INFLUX_MONITORING__DATABASE="facestream",
+    env = {
+        "FACESTREAM_INFLUX_MONITORING__HOST": "127.0.0.1",
+        "FACESTREAM_INFLUX_MONITORING__PORT": str(influx.port),
+    }
+    deadline = time.monotonic() + 30
+    while True:  # the points written before the hang are there; monitoring resumes
+        result = influx_query(
+            env,
+            "SELECT sum(processed) FROM facestream_stage WHERE stage = 'store_events'",
+            "facestream",
         )
-        worker = start_worker(deployment, processes, "worker")
-
-        def hang() -> None:
-            influx.freeze()  # connections open, no answer: the writer must time out, not wait
-
-        try:
-            rows, events = stream_with_fault(deployment.settings, photos, counts, hang)
-            assert (rows, events) == (IMAGES, IMAGES), worker.tail()
-        finally:
-            influx.thaw()
-        influx.stop()
-        # And with InfluxDB gone altogether, more images still flow.
-        more = asyncio.run(send_all(deployment.settings, photos, count=20))
-        rows, events = counts.wait(IMAGES + len(more), timeout=120)
-        assert (rows, events) == (IMAGES + 20, IMAGES + 20)
-        assert worker.process.poll() is None, worker.tail()
-        influx.start()
-        env = {
-            "FACESTREAM_INFLUX_MONITORING__HOST": "127.0.0.1",
-            "FACESTREAM_INFLUX_MONITORING__PORT": str(influx.port),
-        }
-        deadline = time.monotonic() + 30
-        while True:  # the points written before the hang are there; monitoring resumes
-            result = influx_query(
-                env,
-                "SELECT sum(processed) FROM facestream_stage WHERE stage = 'store_events'",
-                "facestream",
-            )
-            series = result["results"][0].get("series")
-            if series or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert series, result
-    finally:
-        for process in processes:
-            process.stop()
-        influx.stop()
+        series = result["results"][0].get("series")
+        if series or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert series, result
