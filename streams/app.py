@@ -7,7 +7,7 @@ import socket
 
 import faust
 
-from streams.settings import Settings
+from streams.settings import Settings, state_dir
 from streams.supervisor import SLOT_ENV
 
 # Stage agents hold a batch in memory at a time; a deep buffer only multiplies image bytes.
@@ -28,11 +28,14 @@ def static_member_id(settings: Settings) -> str | None:
 def create_app(settings: Settings) -> faust.App:
     """One consumer group per deployment: the group is named after the topic prefix."""
     kafka = settings.kafka
+    faust_dir = state_dir() / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last folder
     session = kafka.session_timeout_s
     return faust.App(
         kafka.topic_prefix,
         broker=kafka.broker,
         store="memory://",
+        datadir=str(faust_dir / "{conf.name}"),  # not the working directory
         autodiscover=False,
         web_enabled=False,
         web_port=settings.worker.web_port,

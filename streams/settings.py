@@ -20,7 +20,8 @@ from pydantic_settings import (
 MiB = 1024 * 1024
 
 
-def _state_dir() -> Path:
+def state_dir() -> Path:
+    """Where processes keep local state: claim checks, chDB, Faust's data folder."""
     return Path(os.environ.get("FACESTREAM_STATE", ".facestream")).resolve()
 
 
@@ -42,7 +43,7 @@ class ImageSettings(Section):
     max_bytes: int = Field(20 * MiB, ge=1024, description="largest accepted encoded image")
     max_pixels: int = Field(40_000_000, ge=10_000, description="largest accepted width*height")
     claim_check_dir: Path = Field(
-        default_factory=lambda: _state_dir() / "blobs",
+        default_factory=lambda: state_dir() / "blobs",
         description="where images over the message limit are stored for the pipeline",
     )
 
@@ -120,7 +121,7 @@ class StorageSettings(Section):
     clickhouse_url: str | None = Field(
         None, description="clickhouse://host:port/db; unset = embedded chDB under chdb_path"
     )
-    chdb_path: Path = Field(default_factory=lambda: _state_dir() / "chdb")
+    chdb_path: Path = Field(default_factory=lambda: state_dir() / "chdb")
     database: str = Field("facestream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batch_size: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(0.5, gt=0, le=60)
