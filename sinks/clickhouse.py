@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sinks.types import ClickHouseClient, Row, RowRefused, StorageUnavailable
+from sinks.types import ClickHouseClient, Params, ParamValue, Row, RowRefused, StorageUnavailable
 
 # ClickHouse error codes that mean the data itself is refused: sending it again cannot succeed.
 # Any other error (network, timeout, memory, too many parts, a missing table) is retried.
@@ -26,6 +26,28 @@ def hide_password(url: str) -> str:
         return url
     netloc = f"{parsed.username or ''}:***@{parsed.hostname}"
     return parsed._replace(netloc=netloc + (f":{parsed.port}" if parsed.port else "")).geturl()
+
+
+def checked(params: Params | None) -> dict[str, ParamValue] | None:
+    """The values a query binds, refused alike by both clients when they cannot be literals."""
+    if params is None:
+        return None
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise TypeError(f"parameter {name}: cannot bind a {type(value).__name__}")
+        if isinstance(value, str):
+            value.encode()  # a lone surrogate: UnicodeEncodeError (a ValueError), not mangled
+    return dict(params)
+
+
+def bind(sql: str, params: Params | None) -> str:
+    """`sql` with its `%(name)s` placeholders filled the way clickhouse-driver fills them for
+    DriverClient (its own escaping), for chDB: ClickHouse 18.16 has no server-side parameters,
+    so one SQL text serves both clients."""
+    from clickhouse_driver.util.escape import escape_params
+
+    values = checked(params)
+    return sql if values is None else sql % escape_params(values, None)
 
 
 def _error_code(exc: Exception) -> int | None:
@@ -56,8 +78,8 @@ class DriverClient:
             send_receive_timeout=60,
         )
 
-    def execute(self, sql: str) -> None:
-        self._client.execute(sql)
+    def execute(self, sql: str, params: Params | None = None) -> None:
+        self._client.execute(sql, checked(params))
 
     def insert(self, table: str, rows: Sequence[Row]) -> None:
         if not rows:
@@ -80,8 +102,8 @@ class DriverClient:
                 raise RowRefused(str(exc)) from exc
             raise StorageUnavailable(str(exc)) from exc
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        data, types = self._client.execute(sql, with_column_types=True)
+    def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        data, types = self._client.execute(sql, checked(params), with_column_types=True)
         names = [name for name, _ in types]
         return [dict(zip(names, row, strict=True)) for row in data]
 
@@ -118,8 +140,8 @@ class ChdbClient:
         self._session = session.Session(str(path))
         self._int_columns: dict[str, dict[str, tuple[int, int]]] = {}
 
-    def execute(self, sql: str) -> None:
-        self._session.query(sql)
+    def execute(self, sql: str, params: Params | None = None) -> None:
+        self._session.query(bind(sql, params))
 
     def insert(self, table: str, rows: Sequence[Row]) -> None:
         if not rows:
@@ -143,8 +165,9 @@ class ChdbClient:
         if table not in self._int_columns:
             database, name = table.split(".")
             columns = self.query(
-                f"SELECT name, type FROM system.columns "
-                f"WHERE database = '{database}' AND table = '{name}'"
+                "SELECT name, type FROM system.columns "
+                "WHERE database = %(database)s AND table = %(table)s",
+                {"database": database, "table": name},
             )
             self._int_columns[table] = {
                 c["name"]: _int_range(found.group(1), int(found.group(2)))
@@ -153,8 +176,8 @@ class ChdbClient:
             }
         return self._int_columns[table]
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        result = self._session.query(sql, "JSON")
+    def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        result = self._session.query(bind(sql, params), "JSON")
         raw = result.bytes()
         if not raw:
             return []

@@ -8,6 +8,9 @@ from typing import Any, Protocol, TypeVar
 
 T_contra = TypeVar("T_contra", contravariant=True)
 Row = Mapping[str, Any]
+# Values bound to `%(name)s` placeholders: escaped as literals by the client, never by callers.
+ParamValue = str | int | float
+Params = Mapping[str, ParamValue]
 
 
 class StorageUnavailable(Exception):
@@ -48,14 +51,16 @@ class Sink(Protocol[T_contra]):
 
 class ClickHouseClient(Protocol):
     """The few calls the project makes, served by clickhouse-driver or by embedded chDB.
-    `insert` raises RowRefused or StorageUnavailable."""
+    `insert` raises RowRefused or StorageUnavailable. `params` fill `%(name)s` placeholders
+    (then a literal `%` is written `%%`); a value that is not str, int or float is a TypeError,
+    a string that is not valid UTF-8 (a lone surrogate) a ValueError."""
 
     url: str  # for logs: any password is hidden
 
-    def execute(self, sql: str) -> None: ...
+    def execute(self, sql: str, params: Params | None = None) -> None: ...
 
     def insert(self, table: str, rows: Sequence[Row]) -> None: ...
 
-    def query(self, sql: str) -> list[dict[str, Any]]: ...
+    def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...

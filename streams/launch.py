@@ -80,12 +80,40 @@ class CommandProcess:
         self._file.close()
 
 
+def upgrade_schema(env: dict[str, str]) -> None:
+    """`facestream db upgrade` for the deployment `env` names, as its operator runs it before
+    starting workers (they refuse an older schema); embedded chDB upgrades itself."""
+    full = {**os.environ, **env}
+    if not full.get("FACESTREAM_STORAGE__CLICKHOUSE_URL"):
+        return
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "db", "upgrade"],
+        env=full,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"db upgrade exited {done.returncode}:\n{done.stdout}{done.stderr}")
+
+
 class WorkerProcess(CommandProcess):
-    """`facestream worker`; ready once its log shows `ready` (by default: all stages up)."""
+    """`facestream worker`; ready once its log shows `ready` (by default: all stages up).
+    The schema is upgraded first unless `upgrade` is false."""
 
     what = "worker"
 
-    def __init__(self, env: dict[str, str], log: Path, *args: str, ready: str = WORKER_READY):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        *args: str,
+        ready: str = WORKER_READY,
+        upgrade: bool = True,
+    ) -> None:
+        if upgrade:
+            upgrade_schema(env)
         super().__init__(env, log, "worker", *args)
         self.ready = ready
 

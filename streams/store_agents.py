@@ -26,12 +26,13 @@ from faust.types import EventT
 
 import schemas
 from sinks.clickhouse import connect
-from sinks.migrate import upgrade
+from sinks.migrate import SchemaBehind, require_newest, upgrade
 from sinks.store import EventSink, FaceSink, ReextractionSink
 from sinks.types import Refusal, RowsRefused, Sink, StorageUnavailable
 from streams.agents import Pipeline, Sent, _batches
 from streams.deadletters import finish_batch
 from streams.gallery import InvalidRecord, face_vectors
+from streams.reload import SHUTDOWN_EXIT_CODE
 from streams.stages import Record
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,23 @@ Context = Callable[[Any], Record | None]  # event and account ids of an item, wh
 
 
 def register(pipeline: Pipeline) -> None:
-    """Connects (upgrading the tables) and registers one agent per stored topic."""
+    """Connects and registers one agent per stored topic. Migrations run once per deployment
+    (`facestream db upgrade`): a worker on a server with an older schema exits 78 at start.
+    Embedded chDB is one process's own, so that worker upgrades it (nothing to race)."""
     storage = pipeline.settings.storage
     client = connect(storage.clickhouse_url, storage.chdb_path)
-    applied = upgrade(client, storage.database)
-    log.info("ClickHouse at %s: %d migrations applied", client.url, len(applied))
+    if not storage.clickhouse_url:
+        applied = upgrade(client, storage.database)
+        log.info("ClickHouse at %s: %d migrations applied", client.url, len(applied))
+    try:
+        require_newest(client, storage.database)
+    except SchemaBehind as behind:
+        log.critical(
+            "ClickHouse schema is at version %d, this worker needs %d: run `facestream db upgrade`",
+            behind.current,
+            behind.needed,
+        )
+        raise SystemExit(SHUTDOWN_EXIT_CODE) from None
     # One thread owns the client: chDB and the native driver are not for concurrent use.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
 

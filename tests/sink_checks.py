@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from sinks import migrate
 from sinks.store import EventSink, FaceSink
 from sinks.types import ClickHouseClient
@@ -57,3 +59,38 @@ def face_upsert_and_tombstone(client: ClickHouseClient, database: str) -> None:
     assert sink.flush() == 1
     rows = client.query(f"SELECT deleted FROM {database}.faces FINAL WHERE face_id = '{face_id}'")
     assert [int(r["deleted"]) for r in rows] == [1]
+
+
+HOSTILE = [
+    "it's",
+    "back\\slash\\",
+    "'); DROP TABLE {table}; --",
+    "\\'; SELECT 1; --",
+    '"double" `back`',
+    "%(account)s %s %%",
+    "new\nline\ttab\r\0nul",
+    "ünïcødé 😀",
+]
+
+
+def hostile_values_round_trip(client: ClickHouseClient, database: str) -> None:
+    """Values bound to placeholders arrive as data, whatever they hold; a string that is not
+    valid UTF-8 (a lone surrogate: the API refuses it earlier) is refused, not mangled."""
+    table = f"{database}.faces"
+    values = [value.replace("{table}", table) for value in HOSTILE]
+    sink = FaceSink(client, database)
+    for value in values:
+        face = sink_records.face(str(uuid.uuid4()), value)
+        sink.add((value, face | {"user_data": value}))
+    assert sink.flush() == len(values)
+    for value in values:
+        rows = client.query(
+            f"SELECT face_id, user_data, %(value)s AS echo FROM {table} FINAL "
+            "WHERE face_id = %(value)s AND user_data = %(value)s",
+            {"value": value},
+        )
+        assert rows == [{"face_id": value, "user_data": value, "echo": value}]
+    (count,) = client.query(f"SELECT count() AS n FROM {table} FINAL")
+    assert int(count["n"]) >= len(values)  # the table is still there
+    with pytest.raises(ValueError):
+        client.query("SELECT %(value)s AS echo", {"value": "lone \udc80 surrogate"})

@@ -1,5 +1,6 @@
 -- Events, known faces and descriptors. SQL that ClickHouse 18.16 and current releases accept:
 -- DateTime (no DateTime64), ReplacingMergeTree for dedup by key, read with FINAL.
+-- +up
 CREATE TABLE IF NOT EXISTS {db}.events (
     event_id String,
     account_id String,
@@ -56,3 +57,8 @@ CREATE TABLE IF NOT EXISTS {db}.descriptors (
     inserted_at DateTime('UTC')
 ) ENGINE = ReplacingMergeTree(inserted_at)
 ORDER BY (account_id, owner_kind, owner_id, face_index, descriptor_version);
+
+-- +down
+DROP TABLE IF EXISTS {db}.descriptors;
+DROP TABLE IF EXISTS {db}.faces;
+DROP TABLE IF EXISTS {db}.events;

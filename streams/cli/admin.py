@@ -1,9 +1,10 @@
-"""Setting up: `models pull`, `db upgrade`, `db query` and `topics create`."""
+"""Setting up: `models pull`, `db upgrade|downgrade|status|query` and `topics create`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 from streams.settings import get_settings
@@ -19,19 +20,30 @@ def _models_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_upgrade(args: argparse.Namespace) -> int:
+def _db_migrate(args: argparse.Namespace) -> int:
+    """`db upgrade`, `db downgrade` and `db status`: what they did, then where the schema is."""
+    from sinks import migrate
     from sinks.clickhouse import connect
-    from sinks.migrate import upgrade
 
     storage = get_settings().storage
+    newest = migrate.newest(migrate.available())
+    if args.to is not None and not 0 <= args.to <= newest:
+        print(f"--to must be a version from 0 to {newest}, got {args.to}", file=sys.stderr)
+        return 2
     client = connect(storage.clickhouse_url, storage.chdb_path)
-    applied = upgrade(client, storage.database)
-    where = storage.clickhouse_url or f"chDB at {storage.chdb_path}"
-    print(
-        f"{where}: {len(applied)} migration(s) applied"
-        + "".join(f"\n  {m.version:04d}_{m.name}" for m in applied)
-    )
-    client.close()
+    try:
+        where = f"{client.url} database {storage.database}"  # any password hidden
+        if args.action != "status":
+            step = migrate.upgrade if args.action == "upgrade" else migrate.downgrade
+            done = step(client, storage.database, args.to)
+            verb = "applied" if args.action == "upgrade" else "reverted"
+            print(f"{where}: {len(done)} migration(s) {verb}")
+            print("".join(f"  {m.label}\n" for m in done), end="")
+        found = migrate.status(client, storage.database)
+    finally:
+        client.close()
+    print(f"{where}: schema version {found.current} (newest {newest})")
+    print("".join(f"  pending {m.label}\n" for m in found.pending), end="")
     return 0
 
 
@@ -67,7 +79,31 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     db = sub.add_parser("db", help="ClickHouse storage").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    db.add_parser("upgrade", help="apply pending schema migrations").set_defaults(run=_db_upgrade)
+    upgrade = db.add_parser(
+        "upgrade",
+        help="apply pending schema migrations, once per deployment before workers start",
+        description="Apply the pending migrations in order and record each. Idempotent: run "
+        "again, it applies nothing, or finishes a migration that stopped half-way. Workers on "
+        "a ClickHouse server do not migrate: they refuse to start (exit 78) on an older schema.",
+    )
+    upgrade.add_argument("--to", type=int, help="stop at this version (default: the newest)")
+    downgrade = db.add_parser(
+        "downgrade",
+        help="revert applied migrations down to a version",
+        description="Revert every applied migration above --to, newest first, running its "
+        "down section (0: every table dropped; the log schema_migrations stays). Stop the "
+        "workers first: they need the newest schema.",
+    )
+    downgrade.add_argument("--to", type=int, required=True, help="the version to end at")
+    status = db.add_parser(
+        "status",
+        help="show the schema version and the pending migrations",
+        description="Print the applied schema version, the newest this code has, and each "
+        "migration not applied yet. Changes nothing.",
+    )
+    status.set_defaults(to=None)
+    for parser in (upgrade, downgrade, status):
+        parser.set_defaults(run=_db_migrate)
     query = db.add_parser("query", help="run one SQL query and print the rows")
     query.add_argument("sql")
     query.set_defaults(run=_db_query)

@@ -64,3 +64,7 @@ def test_influx_down_drops_and_counts_without_raising(settings: Settings) -> Non
     assert writer.flush() == 0
     assert time.monotonic() - started < 5
     assert writer.dropped == 2
+
+
+def test_hostile_values_round_trip_as_data(clickhouse: DriverClient, database: str) -> None:
+    sink_checks.hostile_values_round_trip(clickhouse, database)

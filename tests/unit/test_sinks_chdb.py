@@ -33,3 +33,7 @@ def test_face_upsert_and_tombstone(chdb: ChdbClient) -> None:
 def test_a_bad_url_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="clickhouse://host:port"):
         connect("http://127.0.0.1:8123", tmp_path)
+
+
+def test_hostile_values_round_trip_as_data(chdb: ChdbClient) -> None:
+    sink_checks.hostile_values_round_trip(chdb, DB)

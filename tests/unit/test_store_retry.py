@@ -18,7 +18,7 @@ import schemas
 from sinks.clickhouse import connect, hide_password
 from sinks.migrate import upgrade
 from sinks.store import EventSink
-from sinks.types import Row, RowRefused, RowsRefused, StorageUnavailable
+from sinks.types import Params, Row, RowRefused, RowsRefused, StorageUnavailable
 from streams import deadletters
 from streams.agents import Pipeline
 from streams.monitoring import Monitor
@@ -55,10 +55,10 @@ class ScriptedClickHouse:
         key = "owner_id" if table == "descriptors" else "event_id"
         return sorted(row[key] for row in self.rows.get(table, []))
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, params: Params | None = None) -> None:
         raise NotImplementedError
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def close(self) -> None:
