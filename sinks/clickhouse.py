@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import struct
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +39,13 @@ def checked(params: Params | None) -> dict[str, ParamValue] | None:
             raise TypeError(f"parameter {name}: cannot bind a {type(value).__name__}")
         if isinstance(value, str):
             value.encode()  # a lone surrogate: UnicodeEncodeError (a ValueError), not mangled
-    return dict(params)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"parameter {name}: {value} is not a finite number")
+    # ClickHouse 18.16 cannot parse a subnormal literal (2.2e-313): below float32's range anyway.
+    return {
+        name: 0.0 if isinstance(value, float) and abs(value) < sys.float_info.min else value
+        for name, value in params.items()
+    }
 
 
 def bind(sql: str, params: Params | None) -> str:

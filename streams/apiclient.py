@@ -1,4 +1,4 @@
-"""A typed Python client for the facestream HTTP API (`streams/api/openapi.yml`), sync and async.
+"""A typed Python client for the facestream HTTP API (`/v1/openapi.yml`), sync and async.
 
 Enroll a person, then recognise them::
 
@@ -22,16 +22,15 @@ The task routes and the counts of `health` are the administrator's: pass
 `admin_token` (the server's `api.admin_token`). `AsyncClient` has the same methods as coroutines.
 Every failure is an `ApiError`: the server's
 `{"error_code", "desc"}` with its status, or an `ApiConnectionError` (status 0) when no answer
-came. One `Endpoints` object builds each request and parses its response; the two clients only
-send.
+came. One `Endpoints` object builds each request and parses its response with the server's own
+models (streams.api.shapes); the two clients only send.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -39,14 +38,68 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar,
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel
+
+from streams.api.shapes import (
+    Accepted,
+    Box,
+    Candidates,
+    Event,
+    EventFace,
+    EventPage,
+    Face,
+    FaceFromEvent,
+    FaceList,
+    FaceLiveness,
+    Faces,
+    Health,
+    LinkFaces,
+    ListCreated,
+    ListPage,
+    LivenessEstimate,
+    LivenessResult,
+    Match,
+    MatchRequest,
+    MatchResult,
+    MatchResults,
+    NewList,
+    Reextract,
+    Reference,
+    SdkFace,
+    SdkFaces,
+    Task,
+    Tasks,
+)
+
+__all__ = [
+    "ApiConnectionError",
+    "ApiError",
+    "AsyncClient",
+    "Box",
+    "Candidates",
+    "Client",
+    "Event",
+    "EventFace",
+    "Face",
+    "FaceList",
+    "FaceLiveness",
+    "LivenessEstimate",
+    "LivenessResult",
+    "Match",
+    "MatchResult",
+    "Page",
+    "Reference",
+    "SdkFace",
+    "Task",
+]
 
 DEFAULT_ORIGIN = "http://127.0.0.1:5000"
 ACCOUNT_HEADER = "Luna-Account-Id"
 # The server holds a wait=1 request up to this many seconds when no timeout is given.
 DEFAULT_WAIT = 30.0
 
-Json = Mapping[str, Any]
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 P = ParamSpec("P")
 
 
@@ -69,144 +122,7 @@ class ApiConnectionError(ApiError):
         return cls(0, code, f"{exc.request.method} {exc.request.url}: {type(exc).__name__} {exc}")
 
 
-# --- results -------------------------------------------------------------------------------------
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-@dataclass(frozen=True)
-class Box:
-    x: float
-    y: float
-    width: float
-    height: float
-    score: float | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> Box:
-        return cls(data["x"], data["y"], data["width"], data["height"], data.get("score"))
-
-
-@dataclass(frozen=True)
-class Match:
-    face_id: str
-    similarity: float
-    user_data: str | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> Match:
-        return cls(data["face_id"], data["similarity"], data.get("user_data"))
-
-
-@dataclass(frozen=True)
-class FaceLiveness:
-    probability: float
-    quality: float | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> FaceLiveness:
-        return cls(data["probability"], data.get("quality"))
-
-
-@dataclass(frozen=True)
-class EventFace:
-    index: int
-    box: Box
-    sample_id: str | None = None
-    liveness: FaceLiveness | None = None
-    matches: tuple[Match, ...] = ()
-
-    @classmethod
-    def parse(cls, data: Json) -> EventFace:
-        liveness = data.get("liveness")
-        return cls(
-            index=data["index"],
-            box=Box.parse(data["box"]),
-            sample_id=data.get("sample_id"),
-            liveness=FaceLiveness.parse(liveness) if liveness else None,
-            matches=tuple(Match.parse(m) for m in data.get("matches") or ()),
-        )
-
-
-@dataclass(frozen=True)
-class Event:
-    event_id: str
-    account_id: str
-    status: str
-    created_at: datetime
-    finished_at: datetime | None = None
-    source: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    list_ids: tuple[str, ...] = ()
-    descriptor_version: int | None = None
-    faces: tuple[EventFace, ...] = ()
-
-    @property
-    def best_match(self) -> Match | None:
-        """The most similar match over all faces, or None when nothing matched."""
-        matches = [m for face in self.faces for m in face.matches]
-        return max(matches, key=lambda m: m.similarity, default=None)
-
-    @classmethod
-    def parse(cls, data: Json) -> Event:
-        return cls(
-            event_id=data["event_id"],
-            account_id=data["account_id"],
-            status=data["status"],
-            created_at=datetime.fromisoformat(data["created_at"]),
-            finished_at=_time(data.get("finished_at")),
-            source=data.get("source"),
-            error_code=data.get("error_code"),
-            error_message=data.get("error_message"),
-            list_ids=tuple(data.get("list_ids") or ()),
-            descriptor_version=data.get("descriptor_version"),
-            faces=tuple(EventFace.parse(f) for f in data.get("faces") or ()),
-        )
-
-
-@dataclass(frozen=True)
-class FaceList:
-    list_id: str
-    created_at: datetime
-    user_data: str | None = None
-    face_count: int | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> FaceList:
-        return cls(
-            list_id=data["list_id"],
-            created_at=datetime.fromisoformat(data["created_at"]),
-            user_data=data.get("user_data"),
-            face_count=data.get("face_count"),
-        )
-
-
-@dataclass(frozen=True)
-class Face:
-    face_id: str
-    account_id: str
-    created_at: datetime
-    user_data: str | None = None
-    list_ids: tuple[str, ...] = ()
-    event_id: str | None = None
-    sample_id: str | None = None
-    descriptor_versions: tuple[int, ...] = ()
-
-    @classmethod
-    def parse(cls, data: Json) -> Face:
-        return cls(
-            face_id=data["face_id"],
-            account_id=data["account_id"],
-            created_at=datetime.fromisoformat(data["created_at"]),
-            user_data=data.get("user_data"),
-            list_ids=tuple(data.get("list_ids") or ()),
-            event_id=data.get("event_id"),
-            sample_id=data.get("sample_id"),
-            descriptor_versions=tuple(data.get("descriptor_versions") or ()),
-        )
+# --- results: the server's own shapes (streams.api.shapes), and a page of them ----------------
 
 
 @dataclass(frozen=True)
@@ -215,140 +131,6 @@ class Page(Generic[T]):
     page: int
     page_size: int
     total: int
-
-    @classmethod
-    def parse(cls, data: Json, key: str, item: Callable[[Json], T]) -> Page[T]:
-        items = tuple(item(i) for i in data[key])
-        return cls(items, data["page"], data["page_size"], data["total"])
-
-
-@dataclass(frozen=True)
-class Reference:
-    """What to match: a stored face, an event's face, or an image sent along."""
-
-    type: Literal["face", "event", "image"]
-    id: str | None = None
-    face_index: int = 0
-    data: bytes | None = None
-
-    @classmethod
-    def face(cls, face_id: str) -> Reference:
-        return cls("face", id=face_id)
-
-    @classmethod
-    def event(cls, event_id: str, face_index: int = 0) -> Reference:
-        return cls("event", id=event_id, face_index=face_index)
-
-    @classmethod
-    def image(cls, image: bytes) -> Reference:
-        return cls("image", data=image)
-
-    def to_json(self) -> dict[str, Any]:
-        if self.type == "image":
-            return {"type": "image", "data": base64.b64encode(self.data or b"").decode()}
-        if self.type == "event":
-            return {"type": "event", "id": self.id, "face_index": self.face_index}
-        return {"type": "face", "id": self.id}
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """Whom to match against: faces of these lists and these faces."""
-
-    list_ids: Sequence[str] = ()
-    face_ids: Sequence[str] = ()
-
-    def to_json(self) -> dict[str, list[str]]:
-        found = {"list_ids": list(self.list_ids), "face_ids": list(self.face_ids)}
-        return {key: ids for key, ids in found.items() if ids}
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    reference: Json
-    matches: tuple[Match, ...]
-
-    @classmethod
-    def parse(cls, data: Json) -> MatchResult:
-        return cls(data.get("reference") or {}, tuple(Match.parse(m) for m in data["matches"]))
-
-
-@dataclass(frozen=True)
-class LivenessEstimate:
-    prediction: Literal["real", "spoof"]
-    probability: float
-    quality: float | None = None
-    probability_threshold: float | None = None
-    quality_threshold: float | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> LivenessEstimate:
-        return cls(
-            prediction=data["prediction"],
-            probability=data["probability"],
-            quality=data.get("quality"),
-            probability_threshold=data.get("probability_threshold"),
-            quality_threshold=data.get("quality_threshold"),
-        )
-
-
-@dataclass(frozen=True)
-class LivenessResult:
-    version: Literal["v1", "v2"]
-    liveness: LivenessEstimate
-    face: Box | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> LivenessResult:
-        face = data.get("face")
-        return cls(
-            data["version"],
-            LivenessEstimate.parse(data["liveness"]),
-            Box.parse(face) if face else None,
-        )
-
-
-@dataclass(frozen=True)
-class SdkFace:
-    box: Box
-    landmarks: tuple[float, ...] = ()
-    liveness: LivenessResult | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> SdkFace:
-        liveness = data.get("liveness")
-        return cls(
-            Box.parse(data["box"]),
-            tuple(data.get("landmarks") or ()),
-            LivenessResult.parse(liveness) if liveness else None,
-        )
-
-
-@dataclass(frozen=True)
-class Task:
-    """A re-extraction task: its status and counts."""
-
-    task_id: str
-    version: int
-    status: str
-    total: int
-    processed: int
-    errors: int
-    not_reextractable: int
-    error: str | None = None
-
-    @classmethod
-    def parse(cls, data: Json) -> Task:
-        return cls(
-            str(data["task_id"]),
-            int(data["version"]),
-            str(data["status"]),
-            int(data["total"]),
-            int(data["processed"]),
-            int(data["errors"]),
-            int(data["not_reextractable"]),
-            data.get("error"),
-        )
 
 
 # --- requests and responses ----------------------------------------------------------------------
@@ -382,8 +164,9 @@ class Call(Generic[T]):
             ) from exc
 
 
-def _json(parse: Callable[[Json], T]) -> Callable[[httpx.Response], T]:
-    return lambda response: parse(response.json())
+def _shape(model: type[M]) -> Callable[[httpx.Response], M]:
+    """The answer as the server's model (a pydantic ValidationError is a ValueError)."""
+    return lambda response: model.model_validate_json(response.content)
 
 
 def _no_content(response: httpx.Response) -> None:
@@ -391,7 +174,12 @@ def _no_content(response: httpx.Response) -> None:
 
 
 def _faces(response: httpx.Response) -> list[Face]:
-    return [Face.parse(f) for f in response.json()["faces"]]
+    return list(_shape(Faces)(response).faces)
+
+
+def _body(shape: BaseModel) -> dict[str, Any]:
+    """A request body as the server's model validates it, unset options left out."""
+    return shape.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
 
 
 def _flag(value: bool) -> int:
@@ -448,7 +236,10 @@ class Endpoints:
         )
 
     def health(self) -> Call[dict[str, Any]]:
-        return Call(self._request("GET", "/v1/health"), lambda r: dict(r.json()))
+        return Call(
+            self._request("GET", "/v1/health"),
+            lambda r: _shape(Health)(r).model_dump(exclude_none=True),
+        )
 
     @overload
     def send_image(
@@ -502,13 +293,11 @@ class Endpoints:
             timeout=self.timeout + (timeout or DEFAULT_WAIT) if wait else None,
         )
         if wait:
-            return Call(request, _json(Event.parse))
-        return Call(request, lambda r: str(r.json()["event_id"]))
+            return Call(request, _shape(Event))
+        return Call(request, lambda r: _shape(Accepted)(r).event_id)
 
     def get_event(self, event_id: str) -> Call[Event]:
-        return Call(
-            self._request("GET", f"/v1/events/{quote(event_id, safe='')}"), _json(Event.parse)
-        )
+        return Call(self._request("GET", f"/v1/events/{quote(event_id, safe='')}"), _shape(Event))
 
     def list_events(
         self,
@@ -535,26 +324,31 @@ class Endpoints:
             page=page,
             page_size=page_size,
         )
-        return Call(
-            self._request("GET", "/v1/events", params=params),
-            _json(lambda data: Page.parse(data, "events", Event.parse)),
-        )
+
+        def parse(response: httpx.Response) -> Page[Event]:
+            found = _shape(EventPage)(response)
+            return Page(found.events, found.page, found.page_size, found.total)
+
+        return Call(self._request("GET", "/v1/events", params=params), parse)
 
     def create_list(self, user_data: str | None = None) -> Call[str]:
         """Creates a list; its id."""
-        body = {} if user_data is None else {"user_data": user_data}
+        body = _body(NewList(user_data=user_data))
         return Call(
-            self._request("POST", "/v1/lists", json=body), lambda r: str(r.json()["list_id"])
+            self._request("POST", "/v1/lists", json=body),
+            lambda r: _shape(ListCreated)(r).list_id,
         )
 
     def get_list(self, list_id: str) -> Call[FaceList]:
-        return Call(self._request("GET", _list_path(list_id)), _json(FaceList.parse))
+        return Call(self._request("GET", _list_path(list_id)), _shape(FaceList))
 
     def list_lists(self, *, page: int = 1, page_size: int = 100) -> Call[Page[FaceList]]:
-        return Call(
-            self._request("GET", "/v1/lists", params=_params(page=page, page_size=page_size)),
-            _json(lambda data: Page.parse(data, "lists", FaceList.parse)),
-        )
+        def parse(response: httpx.Response) -> Page[FaceList]:
+            found = _shape(ListPage)(response)
+            return Page(found.lists, found.page, found.page_size, found.total)
+
+        params = _params(page=page, page_size=page_size)
+        return Call(self._request("GET", "/v1/lists", params=params), parse)
 
     def delete_list(self, list_id: str) -> Call[None]:
         """Deletes a list; its faces stay, unlinked."""
@@ -566,8 +360,10 @@ class Endpoints:
     def detach_faces(self, list_id: str, face_ids: Sequence[str]) -> Call[None]:
         return self._link(list_id, "detach", face_ids)
 
-    def _link(self, list_id: str, action: str, face_ids: Sequence[str]) -> Call[None]:
-        body = {"action": action, "face_ids": list(face_ids)}
+    def _link(
+        self, list_id: str, action: Literal["attach", "detach"], face_ids: Sequence[str]
+    ) -> Call[None]:
+        body = _body(LinkFaces(action=action, face_ids=list(face_ids)))
         return Call(self._request("PATCH", _list_path(list_id) + "/faces", json=body), _no_content)
 
     def create_faces(
@@ -608,15 +404,17 @@ class Endpoints:
         list_ids: Sequence[str] = (),
     ) -> Call[Face]:
         """Creates a face with the descriptor and sample of an event's face."""
-        body: dict[str, Any] = {"event_id": event_id, "face_index": face_index}
-        if user_data is not None:
-            body["user_data"] = user_data
-        if list_ids:
-            body["list_ids"] = list(list_ids)
+        shape = FaceFromEvent(
+            event_id=event_id,
+            face_index=face_index,
+            user_data=user_data,
+            list_ids=list(list_ids) or None,
+        )
+        body = _body(shape) | {"face_index": face_index}  # always said, though the default
         return Call(self._request("POST", "/v1/faces", json=body), lambda r: _faces(r)[0])
 
     def get_face(self, face_id: str) -> Call[Face]:
-        return Call(self._request("GET", _face_path(face_id)), _json(Face.parse))
+        return Call(self._request("GET", _face_path(face_id)), _shape(Face))
 
     def delete_face(self, face_id: str) -> Call[None]:
         return Call(self._request("DELETE", _face_path(face_id)), _no_content)
@@ -626,23 +424,18 @@ class Endpoints:
     ) -> Call[Task]:
         """Re-extract every stored sample with `version`; the same task_id resumes a task.
         `lanes`: extractions side by side (default: one per core of the API's machine)."""
-        body: dict[str, Any] = {"version": version}
-        body |= {"task_id": task_id} if task_id else {}
-        body |= {"lanes": lanes} if lanes else {}
-        return Call(self._request("POST", "/v1/tasks/reextract", json=body), _json(Task.parse))
+        body = _body(Reextract(version=version, task_id=task_id or None, lanes=lanes or None))
+        return Call(self._request("POST", "/v1/tasks/reextract", json=body), _shape(Task))
 
     def list_tasks(self) -> Call[list[Task]]:
         """The tasks the API process started, oldest first."""
-        return Call(
-            self._request("GET", "/v1/tasks"),
-            _json(lambda data: [Task.parse(task) for task in data["tasks"]]),
-        )
+        return Call(self._request("GET", "/v1/tasks"), lambda r: list(_shape(Tasks)(r).tasks))
 
     def get_task(self, task_id: str) -> Call[Task]:
-        return Call(self._request("GET", _task_path(task_id)), _json(Task.parse))
+        return Call(self._request("GET", _task_path(task_id)), _shape(Task))
 
     def stop_task(self, task_id: str) -> Call[Task]:
-        return Call(self._request("POST", f"{_task_path(task_id)}/stop"), _json(Task.parse))
+        return Call(self._request("POST", f"{_task_path(task_id)}/stop"), _shape(Task))
 
     def task_log(self, task_id: str) -> Call[list[dict[str, Any]]]:
         """Every sample the task processed or refused: one dict each."""
@@ -657,16 +450,13 @@ class Endpoints:
         threshold: float | None = None,
     ) -> Call[list[MatchResult]]:
         """The best `limit` candidates of each reference, in the order of the references."""
-        body: dict[str, Any] = {
-            "references": [r.to_json() for r in references],
-            "candidates": candidates.to_json(),
-            "limit": limit,
-        }
-        if threshold is not None:
-            body["threshold"] = threshold
+        shape = MatchRequest(
+            references=list(references), candidates=candidates, limit=limit, threshold=threshold
+        )
+        body = _body(shape) | {"references": [r.to_json() for r in references], "limit": limit}
         return Call(
             self._request("POST", "/v1/matcher/faces", json=body),
-            lambda r: [MatchResult.parse(m) for m in r.json()["results"]],
+            lambda r: list(_shape(MatchResults)(r).results),
         )
 
     def liveness(
@@ -674,14 +464,14 @@ class Endpoints:
     ) -> Call[LivenessResult]:
         """Liveness of the one face in the image; `os` is the capturing device's (Liveness V1)."""
         request = self._request("POST", "/v1/liveness", params=_params(OS=os), image=image)
-        return Call(request, _json(LivenessResult.parse))
+        return Call(request, _shape(LivenessResult))
 
     def sdk(self, image: bytes, estimate_liveness: bool = False) -> Call[list[SdkFace]]:
         """Detects the faces of the image and, with estimate_liveness, their liveness (V2)."""
         params = _params(estimate_liveness=_flag(estimate_liveness))
         return Call(
             self._request("POST", "/v1/sdk", params=params, image=image),
-            lambda r: [SdkFace.parse(f) for f in r.json()["faces"]],
+            lambda r: list(_shape(SdkFaces)(r).faces),
         )
 
 

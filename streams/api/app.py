@@ -11,19 +11,22 @@ from starlette.routing import BaseRoute
 from streams.api import docs, events, faces, ingest, lists, liveness, matcher, tasks
 from streams.api.errors import HANDLERS
 from streams.api.services import Services
+from streams.api.spec import Operation, route_table
 from streams.run import live_settings
 from streams.settings import LiveSettings
 
-ROUTES: list[BaseRoute] = [
-    *ingest.routes,
-    *events.routes,
-    *lists.routes,
-    *faces.routes,
-    *matcher.routes,
-    *liveness.routes,
-    *tasks.routes,
-    *docs.routes,
-]
+API: tuple[Operation, ...] = (
+    *docs.operations,
+    *ingest.operations,
+    *events.operations,
+    *lists.operations,
+    *faces.operations,
+    *matcher.operations,
+    *liveness.operations,
+    *tasks.operations,
+)
+OPERATIONS = (*API, *docs.document_operations(API))
+ROUTES: list[BaseRoute] = list(route_table(OPERATIONS))
 
 
 def create_app(live: LiveSettings) -> Starlette:

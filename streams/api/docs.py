@@ -1,38 +1,33 @@
-"""The OpenAPI spec (kept in the repo as openapi.yml), an HTML page rendering it, health."""
+"""The OpenAPI document (generated from the route table and the shapes), an HTML page rendering
+it, health and settings."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
 
+from streams.api import render
 from streams.api.requests import admin, is_admin
+from streams.api.shapes import Health, SettingsView
+from streams.api.spec import Media, Operation, document
 
-SPEC_PATH = Path(__file__).with_name("openapi.yml")
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
 @cache
-def spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
-    return loaded
-
-
-async def openapi_yaml(request: Request) -> Response:
-    return Response(SPEC_PATH.read_text(), media_type="application/yaml")
+def _yaml(operations: tuple[Operation, ...]) -> str:
+    return yaml.safe_dump(document(operations), sort_keys=False, allow_unicode=True)
 
 
 def _parameters(operation: dict[str, Any]) -> str:
     rows = []
     for parameter in operation.get("parameters", []):
-        if "$ref" in parameter:
-            parameter = spec()["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
         rows.append(
             f"<tr><td><code>{html.escape(parameter['name'])}</code></td>"
             f"<td>{parameter['in']}</td><td>{'yes' if parameter.get('required') else ''}</td>"
@@ -47,10 +42,9 @@ def _parameters(operation: dict[str, Any]) -> str:
     )
 
 
-def render_html() -> str:
-    document = spec()
+def render_html(spec: dict[str, Any]) -> str:
     sections = []
-    for path, operations in document["paths"].items():
+    for path, operations in spec["paths"].items():
         for method in METHODS:
             if method not in operations:
                 continue
@@ -66,7 +60,7 @@ def render_html() -> str:
                 + (f"<p>Body: {html.escape(bodies)}</p>" if bodies else "")
                 + f"<p>Responses: {statuses}</p></section>"
             )
-    info = document["info"]
+    info = spec["info"]
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(info['title'])}</title><style>"
@@ -77,24 +71,18 @@ def render_html() -> str:
         "</style></head><body>"
         f"<h1>{html.escape(info['title'])} v{info['version']}</h1>"
         f"<p>{html.escape(info.get('description', '')).replace(chr(10), '<br>')}</p>"
-        "<p>Machine-readable: <a href='/v1/openapi.yml'>openapi.yml</a></p>"
-        + "".join(sections)
-        + "</body></html>"
+        "<p>Machine-readable: <a href='/v1/openapi.yml'>openapi.yml</a>, "
+        "<a href='/v1/openapi.json'>openapi.json</a></p>" + "".join(sections) + "</body></html>"
     )
-
-
-async def docs_page(request: Request) -> HTMLResponse:
-    return HTMLResponse(render_html())
 
 
 async def health(request: Request) -> JSONResponse:
     """Up or not for anyone; the counts (every account's) for the administrator only."""
     if not is_admin(request):
-        return JSONResponse({"status": "ok"})
+        return render.respond(Health(status="ok"), exclude_none=True)
     directory = request.app.state.services.directory
-    return JSONResponse(
-        {"status": "ok", "faces": len(directory.faces), "lists": len(directory.lists)}
-    )
+    counts = Health(status="ok", faces=len(directory.faces), lists=len(directory.lists))
+    return render.respond(counts)
 
 
 async def effective_settings(request: Request) -> JSONResponse:
@@ -106,9 +94,48 @@ async def effective_settings(request: Request) -> JSONResponse:
     return JSONResponse(hide_secrets(services.settings.model_dump(mode="json")))
 
 
-routes = [
-    Route("/v1/settings", effective_settings, methods=["GET"]),
-    Route("/v1/openapi.yml", openapi_yaml, methods=["GET"]),
-    Route("/v1/docs", docs_page, methods=["GET"]),
-    Route("/v1/health", health, methods=["GET"]),
+operations = [
+    Operation(
+        "GET",
+        "/v1/settings",
+        effective_settings,
+        "The settings this API process uses now (secrets hidden)",
+        {200: SettingsView},
+        account=False,
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/v1/health",
+        health,
+        "Liveness of the API process itself",
+        {200: Health},
+        account=False,
+        admin_optional=True,
+    ),
 ]
+
+
+def document_operations(table: Sequence[Operation]) -> list[Operation]:
+    """The routes that serve the document of `table` (themselves left out of it)."""
+    described = tuple(table)
+
+    async def openapi_yaml(request: Request) -> Response:
+        return Response(_yaml(described), media_type="application/yaml")
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(document(described))
+
+    async def docs_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(render_html(document(described)))
+
+    return [
+        Operation(
+            "GET", path, handler, summary, {200: Media(kind)}, account=False, documented=False
+        )
+        for path, handler, summary, kind in (
+            ("/v1/openapi.yml", openapi_yaml, "This document", "application/yaml"),
+            ("/v1/openapi.json", openapi_json, "This document", "application/json"),
+            ("/v1/docs", docs_page, "This document as a page", "text/html"),
+        )
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -26,8 +27,10 @@ def not_found(kind: str, identifier: str) -> ApiError:
     return ApiError(404, f"{kind}_not_found", f"{kind} {identifier} does not exist in this account")
 
 
-def error_response(status: int, code: str, desc: str) -> JSONResponse:
-    return JSONResponse({"error_code": code, "desc": desc}, status_code=status)
+def error_response(
+    status: int, code: str, desc: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error_code": code, "desc": desc}, status_code=status, headers=headers)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -44,7 +47,8 @@ async def processing_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "route_not_found", 405: "method_not_allowed"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
+    code = codes.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, exc.detail, exc.headers)  # a 405's Allow
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

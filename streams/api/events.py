@@ -6,81 +6,67 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
+from sinks.types import ParamValue
 from streams.api import render
-from streams.api.errors import ApiError, not_found
-from streams.api.requests import account_id, number, page
+from streams.api.errors import not_found
+from streams.api.requests import account_id, query
 from streams.api.services import Services
+from streams.api.shapes import Event, EventPage, EventsQuery
+from streams.api.spec import Operation
 
 
-def quote(value: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def _datetime(moment: datetime) -> str:
+    """As ClickHouse's toDateTime(..., 'UTC') reads it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _time(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, "bad_parameter", f"{name} must be an ISO 8601 time, got {raw!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:  # an offset pushing year 1 or 9999 out of range
-        moment = datetime.min.replace(tzinfo=UTC)
-    if not 1970 <= moment.year <= 2105:  # ClickHouse DateTime's range
-        raise ApiError(400, "bad_parameter", f"{name} must be within the years 1970 to 2105")
-    return f"toDateTime({quote(moment.strftime('%Y-%m-%d %H:%M:%S'))}, 'UTC')"
-
-
-def filters(request: Request, account: str) -> list[str]:
-    conditions = [f"account_id = {quote(account)}"]
-    if (start := _time(request, "created_from")) is not None:
-        conditions.append(f"created_at >= {start}")
-    if (end := _time(request, "created_to")) is not None:
-        conditions.append(f"created_at <= {end}")
-    if (list_id := request.query_params.get("list_id")) is not None:
-        conditions.append(f"has(list_ids, {quote(list_id)})")
-    if (similarity := number(request, "similarity_gte", None, -1, 1)) is not None:
-        conditions.append(f"arrayExists(s -> s >= {similarity}, best_match_similarity)")
-    if (liveness := number(request, "liveness_gte", None, 0, 1)) is not None:
+def filters(given: EventsQuery, account: str) -> tuple[list[str], dict[str, ParamValue]]:
+    """The conditions of a listing and the values they bind (`%(name)s`)."""
+    conditions, params = ["account_id = %(account)s"], dict[str, ParamValue](account=account)
+    if given.created_from is not None:
+        conditions.append("created_at >= toDateTime(%(created_from)s, 'UTC')")
+        params["created_from"] = _datetime(given.created_from)
+    if given.created_to is not None:
+        conditions.append("created_at <= toDateTime(%(created_to)s, 'UTC')")
+        params["created_to"] = _datetime(given.created_to)
+    if given.list_id is not None:
+        conditions.append("has(list_ids, %(list_id)s)")
+        params["list_id"] = given.list_id
+    if given.similarity_gte is not None:
+        conditions.append("arrayExists(s -> s >= %(similarity)s, best_match_similarity)")
+        params["similarity"] = given.similarity_gte
+    if given.liveness_gte is not None:
         conditions.append(
-            f"face_count > 0 AND arrayAll(p -> p >= {liveness}, liveness_probability)"
+            "face_count > 0 AND arrayAll(p -> p >= %(liveness)s, liveness_probability)"
         )
-    if (status := request.query_params.get("status")) is not None:
-        if status not in ("ok", "error"):
-            raise ApiError(400, "bad_parameter", f"status must be ok or error, got {status!r}")
-        conditions.append(f"status = {quote(status)}")
-    if (code := request.query_params.get("error_code")) is not None:
-        conditions.append(f"error_code = {quote(code)}")
-    return conditions
+        params["liveness"] = given.liveness_gte
+    if given.status is not None:
+        conditions.append("status = %(status)s")
+        params["status"] = given.status
+    if given.error_code is not None:
+        conditions.append("error_code = %(error_code)s")
+        params["error_code"] = given.error_code
+    return conditions, params
 
 
 async def list_events(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     account = account_id(request)
-    page_number, size = page(request)
+    given = query(request, EventsQuery)
+    page_number, size = given.page, given.page_size
     table = f"{services.settings.storage.database}.events FINAL"
-    where = " AND ".join(filters(request, account))
+    conditions, params = filters(given, account)
+    where = " AND ".join(conditions)
     rows = await services.query(
         f"SELECT {render.EVENT_COLUMNS} FROM {table} WHERE {where} "
-        f"ORDER BY created_at DESC, event_id LIMIT {(page_number - 1) * size}, {size}"
+        "ORDER BY created_at DESC, event_id LIMIT %(offset)s, %(size)s",
+        params | {"offset": (page_number - 1) * size, "size": size},
     )
-    (total,) = await services.query(f"SELECT count() AS n FROM {table} WHERE {where}")
-    return JSONResponse(
-        {
-            "events": [render.event_from_row(row) for row in rows],
-            "page": page_number,
-            "page_size": size,
-            "total": int(total["n"]),
-        }
+    (total,) = await services.query(f"SELECT count() AS n FROM {table} WHERE {where}", params)
+    events = tuple(render.event_from_row(row) for row in rows)
+    return render.respond(
+        EventPage(events=events, page=page_number, page_size=size, total=int(total["n"]))
     )
 
 
@@ -90,14 +76,31 @@ async def get_event(request: Request) -> JSONResponse:
     event_id = request.path_params["event_id"]
     rows = await services.query(
         f"SELECT {render.EVENT_COLUMNS} FROM {services.settings.storage.database}.events FINAL "
-        f"WHERE account_id = {quote(account)} AND event_id = {quote(event_id)}"
+        "WHERE account_id = %(account)s AND event_id = %(event_id)s",
+        {"account": account, "event_id": event_id},
     )
     if not rows:
         raise not_found("event", event_id)
-    return JSONResponse(render.event_from_row(rows[0]))
+    return render.respond(render.event_from_row(rows[0]))
 
 
-routes = [
-    Route("/v1/events", list_events, methods=["GET"]),
-    Route("/v1/events/{event_id}", get_event, methods=["GET"]),
+STORAGE = "storage_not_shared: events are in the worker's embedded chDB"
+operations = [
+    Operation(
+        "GET",
+        "/v1/events",
+        list_events,
+        "List events, newest first",
+        {200: EventPage},
+        {503: STORAGE},
+        query=EventsQuery,
+    ),
+    Operation(
+        "GET",
+        "/v1/events/{event_id}",
+        get_event,
+        "One event",
+        {200: Event},
+        {404: "event_not_found", 503: STORAGE},
+    ),
 ]

@@ -12,7 +12,6 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from processors import align
 from processors.errors import ProcessingError
@@ -21,21 +20,13 @@ from processors.types import Detection, ImageBGR
 from streams import topics
 from streams.api import render
 from streams.api.errors import ApiError, not_found
-from streams.api.events import quote
-from streams.api.lists import JSON_LIMIT, user_data
-from streams.api.requests import (
-    account_id,
-    flag,
-    image_and_fields,
-    integer,
-    json_body,
-    number,
-    strings,
-)
+from streams.api.lists import JSON_LIMIT
+from streams.api.requests import account_id, image_and_fields, json_model, query
 from streams.api.services import Services
+from streams.api.shapes import Face, FaceFromEvent, Faces, FacesQuery
+from streams.api.spec import Operation
 
 Record = dict[str, Any]
-MAX_FACE_INDEX = 65535  # the tables' UInt16
 
 
 @dataclass(frozen=True)
@@ -49,15 +40,15 @@ class FaceOptions:
     yaw_threshold: float | None = None
 
     @classmethod
-    def from_request(cls, request: Request) -> FaceOptions:
+    def from_query(cls, given: FacesQuery) -> FaceOptions:
         return cls(
-            warped=flag(request, "warped"),
-            multi_face_allowed=flag(request, "multi_face_allowed"),
-            get_major_detection=flag(request, "get_major_detection"),
-            score_threshold=number(request, "score_threshold", 0.0, 0, 1) or 0.0,
-            pitch_threshold=number(request, "pitch_threshold", None, 0, 180),
-            roll_threshold=number(request, "roll_threshold", None, 0, 180),
-            yaw_threshold=number(request, "yaw_threshold", None, 0, 180),
+            warped=given.warped,
+            multi_face_allowed=given.multi_face_allowed,
+            get_major_detection=given.get_major_detection,
+            score_threshold=given.score_threshold,
+            pitch_threshold=given.pitch_threshold,
+            roll_threshold=given.roll_threshold,
+            yaw_threshold=given.yaw_threshold,
         )
 
     def choose(self, found: list[Detection]) -> list[Detection]:
@@ -143,16 +134,22 @@ def face_record(
 
 
 async def create_faces(request: Request) -> JSONResponse:
+    """With an image body (raw or multipart field `image`) every face that passes the options
+    becomes a face (one unless `multi_face_allowed=1`). With a JSON body
+    `{"event_id", "face_index"}` the face takes that event face's descriptors and sample (the
+    query parameters are then not used)."""
     services: Services = request.app.state.services
     account = account_id(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        face = await face_from_event(services, account, await json_body(request, JSON_LIMIT))
-        return JSONResponse({"faces": [render.face(face)]}, status_code=201)
-    options = FaceOptions.from_request(request)
-    lists = request.query_params.getlist("list_id")
+        body = await json_model(request, FaceFromEvent, JSON_LIMIT)
+        face = await face_from_event(services, account, body)
+        return render.respond(Faces(faces=(render.face(face),)), 201)
+    given = query(request, FacesQuery)
+    options = FaceOptions.from_query(given)
+    lists = given.list_id
     check_lists(services, account, lists)
-    note = user_data(request.query_params.get("user_data"))
+    note = given.user_data
     data, _ = await image_and_fields(request, services.settings.api.max_body_bytes)
     described = await run_in_threadpool(describe, services, data, options)
     version = services.settings.descriptor.default_face_descriptor_version
@@ -175,7 +172,7 @@ async def create_faces(request: Request) -> JSONResponse:
         face = face_record(account, lists, note, [descriptor], event_id=None, sample_id=sample_id)
         await services.save_face(face["face_id"], face)
         created.append(render.face(face))
-    return JSONResponse({"faces": created}, status_code=201)
+    return render.respond(Faces(faces=tuple(created)), 201)
 
 
 def check_lists(services: Services, account: str, lists: list[str]) -> None:
@@ -184,18 +181,15 @@ def check_lists(services: Services, account: str, lists: list[str]) -> None:
             raise not_found("list", list_id)
 
 
-async def face_from_event(services: Services, account: str, body: Record) -> Record:
-    event_id = body.get("event_id")
-    if not isinstance(event_id, str):
-        raise ApiError(400, "bad_face_source", "give event_id (string) and face_index (integer)")
-    index = integer(body.get("face_index", 0), "face_index", 0, MAX_FACE_INDEX, "bad_face_source")
-    lists = strings(body.get("list_ids") or [], "list_ids", "bad_list_ids")
+async def face_from_event(services: Services, account: str, body: FaceFromEvent) -> Record:
+    event_id, index, lists = body.event_id, body.face_index, body.list_ids or []
     check_lists(services, account, lists)
     rows = await services.query(
         f"SELECT descriptor_version, descriptor, sample_id FROM "
         f"{services.settings.storage.database}.descriptors FINAL "
-        f"WHERE account_id = {quote(account)} AND owner_kind = 'event' "
-        f"AND owner_id = {quote(event_id)} AND face_index = {index} ORDER BY descriptor_version"
+        "WHERE account_id = %(account)s AND owner_kind = 'event' AND owner_id = %(event_id)s "
+        "AND face_index = %(index)s ORDER BY descriptor_version",
+        {"account": account, "event_id": event_id, "index": index},
     )
     if not rows:
         raise ApiError(
@@ -211,7 +205,7 @@ async def face_from_event(services: Services, account: str, body: Record) -> Rec
     face = face_record(
         account,
         lists,
-        user_data(body.get("user_data")),
+        body.user_data,
         descriptors,
         event_id=event_id,
         sample_id=rows[0]["sample_id"],
@@ -226,7 +220,7 @@ async def get_face(request: Request) -> JSONResponse:
     face = services.directory.find_face(account_id(request), face_id)
     if face is None:
         raise not_found("face", face_id)
-    return JSONResponse(render.face(face))
+    return render.respond(render.face(face))
 
 
 async def delete_face(request: Request) -> Response:
@@ -238,8 +232,27 @@ async def delete_face(request: Request) -> Response:
     return Response(status_code=204)
 
 
-routes = [
-    Route("/v1/faces", create_faces, methods=["POST"]),
-    Route("/v1/faces/{face_id}", get_face, methods=["GET"]),
-    Route("/v1/faces/{face_id}", delete_face, methods=["DELETE"]),
+operations = [
+    Operation(
+        "POST",
+        "/v1/faces",
+        create_faces,
+        "Create faces from an image, or a face from an event's face",
+        {201: Faces},
+        {404: "list_not_found or event_face_not_found", 503: "storage_not_shared (event faces)"},
+        query=FacesQuery,
+        body=FaceFromEvent,
+        image=True,
+    ),
+    Operation(
+        "GET", "/v1/faces/{face_id}", get_face, "One face", {200: Face}, {404: "face_not_found"}
+    ),
+    Operation(
+        "DELETE",
+        "/v1/faces/{face_id}",
+        delete_face,
+        "Delete a face",
+        {204: None},
+        {404: "face_not_found"},
+    ),
 ]

@@ -6,35 +6,40 @@ import asyncio
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from streams.api import render
 from streams.api.errors import ApiError
-from streams.api.requests import account_id, flag, image_and_fields, number
+from streams.api.requests import account_id, image_and_fields, query
 from streams.api.services import Services
+from streams.api.shapes import Accepted, Event, ImagesQuery
+from streams.api.spec import Operation
 
 
 async def send_image(request: Request) -> JSONResponse:
+    """The body is the image itself (`image/*` or `application/octet-stream`) or a
+    `multipart/form-data` form with the file in the field `image`. Answers 202 with the event id;
+    with `wait=1` waits for the finished event (up to `timeout` seconds) and answers 200 with it,
+    or 504 `pipeline_timeout` when the pipeline is slower."""
     services: Services = request.app.state.services
     settings = services.settings
     account = account_id(request)
-    wait = flag(request, "wait")
-    timeout = number(request, "timeout", settings.api.wait_timeout_s, 0.1, 300)
+    params = query(request, ImagesQuery)
+    timeout = params.timeout or settings.api.wait_timeout_s
     data, _ = await image_and_fields(request, settings.api.max_body_bytes)
     if not data:
         raise ApiError(400, "empty_image", "the request carries no image bytes")
-    list_ids = request.query_params.getlist("list_id")
+    list_ids = params.list_id
     for list_id in list_ids:
         if services.directory.find_list(account, list_id) is None:
             raise ApiError(404, "list_not_found", f"list {list_id} does not exist in this account")
     record = services.images.image_record(
-        data, account_id=account, list_ids=list_ids, source=request.query_params.get("source")
+        data, account_id=account, list_ids=list_ids, source=params.source
     )
     event_id: str = record["context"]["event_id"]
-    finished = services.waiter.expect(event_id) if wait else None
+    finished = services.waiter.expect(event_id) if params.wait else None
     await services.images.send_record(record)
     if finished is None:
-        return JSONResponse({"event_id": event_id}, status_code=202)
+        return render.respond(Accepted(event_id=event_id), 202)
     try:
         event = await asyncio.wait_for(finished, timeout)
     except TimeoutError:
@@ -45,7 +50,18 @@ async def send_image(request: Request) -> JSONResponse:
             f"event {event_id} was accepted but not finished within {timeout:g} s; "
             f"read it later with GET /v1/events/{event_id}",
         ) from None
-    return JSONResponse(render.event_from_record(event), status_code=200)
+    return render.respond(render.event_from_record(event))
 
 
-routes = [Route("/v1/images", send_image, methods=["POST"])]
+operations = [
+    Operation(
+        "POST",
+        "/v1/images",
+        send_image,
+        "Send an image into the pipeline",
+        {202: Accepted, 200: Event},
+        {404: "list_not_found", 504: "pipeline_timeout: accepted, not finished in time"},
+        query=ImagesQuery,
+        image=True,
+    )
+]

@@ -17,18 +17,17 @@ from typing import Any, Literal, Protocol
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from processors import liveness_requirements as requirements
 from processors.image import decode_image
 from processors.liveness_requirements import Version
 from processors.types import Detection, ImageBGR
-from streams.api import requests
+from streams.api import render, requests
 from streams.api.errors import ApiError
+from streams.api.shapes import OS_VALUES, LivenessQuery, LivenessResult, SdkFaces, SdkQuery
+from streams.api.spec import Operation, route_table
 from streams.models import ModelSet
 from streams.settings import Settings
-
-OS_VALUES = ("IOS", "ANDROID", "DESKTOP", "UNKNOWN")
 
 
 class Services(Protocol):
@@ -172,26 +171,31 @@ async def liveness(request: Request) -> JSONResponse:
     version = _version(request, "liveness")
     services = _services(request)
     data, fields = await requests.image_and_fields(request, services.settings.api.max_body_bytes)
-    os_name = device_os(request.query_params.get("OS"), fields.get("meta"))
+    os_name = device_os(requests.query(request, LivenessQuery).OS, fields.get("meta"))
     _, answer = await run_in_threadpool(_estimate, services, version, data)
     if version == "v1":
         answer["meta"] = {"OS": os_name}
-    return JSONResponse(answer)
+    return render.respond(LivenessResult.model_validate(answer), exclude_none=True)
 
 
 async def sdk(request: Request) -> JSONResponse:
     """Every face's box and landmarks; with estimate_liveness=1, Liveness V2 of the one face
     the V2 requirements allow (they refuse images with more)."""
     requests.account_id(request)
-    estimate = requests.flag(request, "estimate_liveness")
+    estimate = requests.query(request, SdkQuery).estimate_liveness
     version = _version(request, "sdk") if estimate else None
     services = _services(request)
     data, _ = await requests.image_and_fields(request, services.settings.api.max_body_bytes)
     if version is None:
         detections = await run_in_threadpool(_detect, services, data)
-        return JSONResponse({"faces": [_face(d) for d in detections]})
+        return render.respond(
+            SdkFaces.model_validate({"faces": [_face(d) for d in detections]}), exclude_none=True
+        )
     face, result = await run_in_threadpool(_estimate, services, version, data)
-    return JSONResponse({"faces": [{**_face(face), "liveness": result}]})
+    return render.respond(
+        SdkFaces.model_validate({"faces": [{**_face(face), "liveness": result}]}),
+        exclude_none=True,
+    )
 
 
 def _detect(services: Services, data: bytes) -> list[Detection]:
@@ -202,7 +206,28 @@ def _face(detection: Detection) -> dict[str, Any]:
     return {"box": _box(detection), "landmarks": detection.landmarks.reshape(-1).tolist()}
 
 
-routes = [
-    Route("/v1/liveness", liveness, methods=["POST"]),
-    Route("/v1/sdk", sdk, methods=["POST"]),
+LICENCE = "the licence or settings serve no Liveness version here (the code says which)"
+operations = [
+    Operation(
+        "POST",
+        "/v1/liveness",
+        liveness,
+        "Liveness of the one face in an image (Liveness V1 or V2, by licence and settings)",
+        {200: LivenessResult},
+        {403: LICENCE},
+        query=LivenessQuery,
+        image=True,
+        form_fields={"meta": 'JSON, e.g. {"OS": "IOS"} (Liveness V1)'},
+    ),
+    Operation(
+        "POST",
+        "/v1/sdk",
+        sdk,
+        "Detect faces and, with estimate_liveness=1, estimate their liveness (Liveness V2 only)",
+        {200: SdkFaces},
+        {403: LICENCE},
+        query=SdkQuery,
+        image=True,
+    ),
 ]
+routes = route_table(operations)  # these routes alone (an app of their own in the tests)

@@ -3,8 +3,6 @@ faces) of the same account, with the default descriptor version on both sides.""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 import numpy as np
@@ -12,14 +10,22 @@ import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from processors.matcher import Gallery
+from streams.api import render
 from streams.api.errors import ApiError, not_found
-from streams.api.events import quote
-from streams.api.faces import MAX_FACE_INDEX, FaceOptions, describe
-from streams.api.requests import account_id, integer, json_body, strings
+from streams.api.faces import FaceOptions, describe
+from streams.api.requests import account_id, json_model
 from streams.api.services import Services
+from streams.api.shapes import (
+    Candidates,
+    Match,
+    MatchRequest,
+    MatchResult,
+    MatchResults,
+    Reference,
+)
+from streams.api.spec import Operation
 
 Record = dict[str, Any]
 Vector = npt.NDArray[np.float32]
@@ -32,18 +38,13 @@ def _vector(face: Record, version: int) -> Vector | None:
     return None
 
 
-async def reference_vector(services: Services, account: str, ref: Any, version: int) -> Vector:
-    if not isinstance(ref, dict) or ref.get("type") not in ("face", "event", "image"):
-        raise ApiError(
-            400, "bad_reference", f"a reference needs type face, event or image: {ref!r}"
-        )
-    kind = ref["type"]
-    if kind in ("face", "event") and not isinstance(ref.get("id"), str):
-        raise ApiError(400, "bad_reference", f"a {kind} reference needs a string `id`")
-    if kind == "face":
-        face = services.directory.find_face(account, ref["id"])
+async def reference_vector(
+    services: Services, account: str, ref: Reference, version: int
+) -> Vector:
+    if ref.type == "face":
+        face = services.directory.find_face(account, ref.id or "")
         if face is None:
-            raise not_found("face", ref["id"])
+            raise not_found("face", ref.id or "")
         vector = _vector(face, version)
         if vector is None:
             raise ApiError(
@@ -52,41 +53,36 @@ async def reference_vector(services: Services, account: str, ref: Any, version: 
                 f"face {face['face_id']} has no version {version} descriptor yet",
             )
         return vector
-    if kind == "event":
-        index = integer(ref.get("face_index", 0), "face_index", 0, MAX_FACE_INDEX, "bad_reference")
+    if ref.type == "event":
+        index = ref.face_index
         rows = await services.query(
             f"SELECT descriptor FROM {services.settings.storage.database}.descriptors FINAL "
-            f"WHERE account_id = {quote(account)} AND owner_kind = 'event' AND "
-            f"owner_id = {quote(ref['id'])} AND face_index = {index} "
-            f"AND descriptor_version = {version}"
+            "WHERE account_id = %(account)s AND owner_kind = 'event' AND "
+            "owner_id = %(event_id)s AND face_index = %(index)s "
+            "AND descriptor_version = %(version)s",
+            {"account": account, "event_id": ref.id or "", "index": index, "version": version},
         )
         if not rows:
             raise ApiError(
                 404,
                 "event_face_not_found",
-                f"event {ref.get('id')} has no face {index} with a version {version} "
+                f"event {ref.id} has no face {index} with a version {version} "
                 "descriptor in this account",
             )
         return np.asarray(rows[0]["descriptor"], dtype=np.float32)
-    try:
-        data = base64.b64decode(str(ref.get("data", "")), validate=True)
-    except binascii.Error:
-        raise ApiError(400, "bad_reference", "an image reference needs base64 `data`") from None
     options = FaceOptions(get_major_detection=True)
-    ((_, vector),) = await run_in_threadpool(describe, services, data, options)
+    ((_, vector),) = await run_in_threadpool(describe, services, ref.image_bytes(), options)
     return vector
 
 
-def candidates(services: Services, account: str, spec: Any, version: int) -> Gallery:
+def candidates(services: Services, account: str, spec: Candidates, version: int) -> Gallery:
     """A gallery of exactly the candidate faces (those of the lists and the ones named)."""
-    if not isinstance(spec, dict) or not (spec.get("list_ids") or spec.get("face_ids")):
-        raise ApiError(400, "bad_candidates", "candidates need list_ids or face_ids")
     chosen: dict[str, Record] = {}
-    for list_id in strings(spec.get("list_ids") or [], "list_ids", "bad_candidates"):
+    for list_id in spec.list_ids:
         if services.directory.find_list(account, list_id) is None:
             raise not_found("list", list_id)
         chosen |= {f["face_id"]: f for f in services.directory.faces_in(account, list_id)}
-    for face_id in strings(spec.get("face_ids") or [], "face_ids", "bad_candidates"):
+    for face_id in spec.face_ids:
         face = services.directory.find_face(account, face_id)
         if face is None:
             raise not_found("face", face_id)
@@ -102,35 +98,41 @@ def candidates(services: Services, account: str, spec: Any, version: int) -> Gal
 async def match(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     account = account_id(request)
-    body = await json_body(request, services.settings.api.max_body_bytes)
-    references = body.get("references")
-    if not isinstance(references, list) or not 1 <= len(references) <= 100:
-        raise ApiError(400, "bad_references", "references must be a list of 1 to 100 references")
+    body = await json_model(request, MatchRequest, services.settings.api.max_body_bytes)
     version = services.settings.descriptor.default_face_descriptor_version
-    limit = integer(body.get("limit", services.settings.match.limit), "limit", 1, 100, "bad_limit")
-    threshold = body.get("threshold", services.settings.match.threshold(version))
-    if type(threshold) not in (int, float) or not -1 <= threshold <= 1:  # a bool is no number
-        raise ApiError(400, "bad_threshold", "threshold must be a number in [-1, 1]")
-    gallery = candidates(services, account, body.get("candidates"), version)
+    limit = body.limit or services.settings.match.limit
+    threshold = (
+        services.settings.match.threshold(version) if body.threshold is None else body.threshold
+    )
+    gallery = candidates(services, account, body.candidates, version)
     results = []
-    for ref in references:
+    for ref in body.references:
         vector = await reference_vector(services, account, ref, version)
         (found,) = gallery.search(vector[None, :], list_id=None, limit=limit, threshold=threshold)
-        shown_ref = {k: v for k, v in ref.items() if k != "data"}
-        results.append(
-            {
-                "reference": shown_ref,
-                "matches": [
-                    {
-                        "face_id": m.face_id,
-                        "similarity": m.similarity,
-                        "user_data": services.directory.faces[m.face_id]["user_data"],
-                    }
-                    for m in found
-                ],
-            }
+        matches = tuple(
+            Match(
+                face_id=m.face_id,
+                similarity=m.similarity,
+                user_data=services.directory.faces[m.face_id]["user_data"],
+            )
+            for m in found
         )
-    return JSONResponse({"results": results, "descriptor_version": version})
+        results.append(MatchResult(reference=ref.shown(), matches=matches))
+    return render.respond(MatchResults(results=tuple(results), descriptor_version=version))
 
 
-routes = [Route("/v1/matcher/faces", match, methods=["POST"])]
+operations = [
+    Operation(
+        "POST",
+        "/v1/matcher/faces",
+        match,
+        "Match references against candidates",
+        {200: MatchResults},
+        {
+            404: "face_not_found, list_not_found or event_face_not_found",
+            409: "descriptor_version_missing: a reference face lacks the version",
+            503: "storage_not_shared (event references)",
+        },
+        body=MatchRequest,
+    )
+]

@@ -1,22 +1,26 @@
-"""Reading requests: the account header, image bodies (raw or multipart), JSON, parameters."""
+"""Reading requests: the account header, the administrator token, image bodies (raw or
+multipart), JSON bodies and query parameters validated by their models (streams.api.shapes)."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import re
+import typing
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from streams.api.errors import ApiError
+from streams.api.shapes import TASK_ID_PATTERN, Body, Code, Query
 
 ACCOUNT_HEADER = "Luna-Account-Id"
 ADMIN_HEADER = "Authorization"
 IMAGE_TYPES = ("image/", "application/octet-stream")
 MAX_JSON_DEPTH = 32  # far more than any request body here needs
-TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # names files and consumer groups
+TASK_ID = re.compile(TASK_ID_PATTERN)
 
 
 def account_id(request: Request) -> str:
@@ -150,20 +154,6 @@ async def json_body(request: Request, limit: int) -> dict[str, Any]:
     return value
 
 
-def integer(value: Any, name: str, low: int, high: int, code: str) -> int:
-    """A JSON integer within [low, high]; a bool is refused though Python counts it an int."""
-    if type(value) is not int or not low <= value <= high:
-        raise ApiError(400, code, f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return value
-
-
-def strings(value: Any, name: str, code: str) -> list[str]:
-    """A JSON list of strings (ids)."""
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ApiError(400, code, f"{name} must be a list of strings")
-    return value
-
-
 def task_id(value: str) -> str:
     """A task id: it names a consumer group and the log's file name, so plain characters."""
     if not TASK_ID.fullmatch(value):
@@ -171,30 +161,72 @@ def task_id(value: str) -> str:
     return value
 
 
-def flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name, "0")
-    if value not in ("0", "1"):
-        raise ApiError(400, "bad_parameter", f"{name} must be 0 or 1, got {value!r}")
-    return value == "1"
+def refusal(model: type[BaseModel], exc: ValidationError) -> ApiError:
+    """A 400 naming the first refused field, with the code that field (or its model) declares."""
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the request"
+    return ApiError(400, _code(model, error["loc"]), f"{where}: {error['msg']}")
 
 
-def number(
-    request: Request, name: str, default: float | None, low: float, high: float
-) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
+def _code(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """The innermost code along `loc`: a field's `Code`, else the model's `refusal_code`."""
+    code: str = getattr(model, "refusal_code", "bad_json")
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            break
+        code = getattr(current, "refusal_code", code)  # inside this model now
+        if isinstance(part, int):
+            continue  # an item of a list of `current`
+        field = current.model_fields.get(part)
+        if field is None:
+            break
+        found_code, current = _declared(field.annotation, field.metadata)
+        code = found_code or str(getattr(current, "refusal_code", code))
+    return code
+
+
+def _declared(annotation: Any, metadata: list[Any]) -> tuple[str | None, type[BaseModel] | None]:
+    """The `Code` and the model found in a field's type (through Annotated, unions, lists)."""
+    code = next((item.code for item in metadata if isinstance(item, Code)), None)
+    model = None
+    pending = [annotation]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Code):
+            code = code or item.code
+        elif isinstance(item, type) and issubclass(item, BaseModel):
+            model = model or item
+        else:
+            pending.extend(typing.get_args(item))
+    return code, model
+
+
+Q = TypeVar("Q", bound=Query)
+B = TypeVar("B", bound=Body)
+
+
+def query(request: Request, model: type[Q]) -> Q:
+    """The query parameters as `model`; a list field takes every repetition of its name."""
+    params = request.query_params
+    values = {
+        name: params.getlist(name) if typing.get_origin(field.annotation) is list else params[name]
+        for name, field in model.model_fields.items()
+        if name in params
+    }
     try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be within [{low}, {high}], got {value}")
-    return value
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise refusal(model, exc) from None
 
 
-def page(request: Request) -> tuple[int, int]:
-    page_number = number(request, "page", 1, 1, 1_000_000)
-    size = number(request, "page_size", 100, 1, 1000)
-    assert page_number is not None and size is not None
-    return int(page_number), int(size)
+def parse(model: type[B], value: Any) -> B:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise refusal(model, exc) from None
+
+
+async def json_model(request: Request, model: type[B], limit: int) -> B:
+    """The JSON body as `model` (strict: `true` is no integer)."""
+    return parse(model, await json_body(request, limit))

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 import schemas
 from sinks.clickhouse import connect
-from sinks.types import ClickHouseClient
+from sinks.types import ClickHouseClient, Params
 from streams import topics
 from streams.api.errors import ApiError
 from streams.client import ImageProducer
@@ -129,7 +129,8 @@ class Services:
             list_id, record, await self.publish(topics.LISTS, list_id, record)
         )
 
-    async def query(self, sql: str) -> list[dict[str, Any]]:
+    async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        """`sql` with `params` bound to its `%(name)s` placeholders by the client."""
         storage = self.settings.storage
         if not storage.clickhouse_url:
             raise ApiError(
@@ -141,4 +142,4 @@ class Services:
         async with self._clickhouse_lock:
             if self._clickhouse is None:
                 self._clickhouse = connect(storage.clickhouse_url, storage.chdb_path)
-            return await run_in_threadpool(self._clickhouse.query, sql)
+            return await run_in_threadpool(self._clickhouse.query, sql, params)

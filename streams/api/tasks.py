@@ -12,17 +12,18 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
 
-from processors.registry import DESCRIPTOR_VERSIONS
 from streams import topics
+from streams.api import render
 from streams.api.errors import ApiError
 from streams.api.lists import JSON_LIMIT
-from streams.api.requests import admin, json_body
+from streams.api.requests import admin, json_model
 from streams.api.requests import task_id as valid_task_id
 from streams.api.services import Services
+from streams.api.shapes import Reextract, Task, Tasks
+from streams.api.spec import Media, Operation
 from streams.reader import TopicReader
-from streams.reextract import MAX_LANES, ReextractionTask
+from streams.reextract import ReextractionTask
 
 log = logging.getLogger(__name__)
 
@@ -33,29 +34,26 @@ class Running:
     runner: asyncio.Task[Any]
     error: str | None = None
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> Task:
         progress = self.task.progress.as_dict()
         if self.error:
             progress |= {"status": "failed", "error": self.error}
-        return {"task_id": self.task.task_id, "version": self.task.version, **progress}
+        return Task.model_validate(
+            {"task_id": self.task.task_id, "version": self.task.version, **progress}
+        )
 
 
 async def start_reextraction(request: Request) -> JSONResponse:
+    """Replays the samples topic from its beginning under the task's own consumer group; new
+    descriptors go beside the old ones. The same task_id resumes a stopped task without redoing
+    finished samples. Faces without a sample and deleted samples are reported as not
+    re-extractable. `lanes` is how many extractions run side by side, each on one thread
+    (default: one per core of the API's machine)."""
     services: Services = request.app.state.services
     admin(request)
-    body = await json_body(request, JSON_LIMIT)
-    version = body.get("version")
-    if type(version) is not int or version not in DESCRIPTOR_VERSIONS:
-        raise ApiError(
-            400,
-            "bad_version",
-            f"version must be one of {sorted(DESCRIPTOR_VERSIONS)}, got {version!r}",
-        )
-    lanes = body.get("lanes")
-    if lanes is not None and (type(lanes) is not int or not 1 <= lanes <= MAX_LANES):
-        raise ApiError(400, "bad_lanes", f"lanes must be an integer 1..{MAX_LANES}, got {lanes!r}")
-    given = body.get("task_id") or f"to-v{version}"
-    task_id = valid_task_id(given if isinstance(given, str) else "")
+    body = await json_model(request, Reextract, JSON_LIMIT)
+    version, lanes = body.version, body.lanes
+    task_id = body.task_id or f"to-v{version}"
     tasks: dict[str, Running] = services.tasks
     if task_id in tasks and not tasks[task_id].runner.done():
         raise ApiError(409, "task_running", f"task {task_id} is already running")
@@ -71,7 +69,7 @@ async def start_reextraction(request: Request) -> JSONResponse:
             tasks[task_id].error = repr(error)
 
     tasks[task_id] = Running(task, asyncio.create_task(run(), name=f"reextract-{task_id}"))
-    return JSONResponse(tasks[task_id].view(), status_code=202)
+    return render.respond(tasks[task_id].view(), 202)
 
 
 def running(request: Request) -> Running:
@@ -87,18 +85,18 @@ async def list_tasks(request: Request) -> JSONResponse:
     """The tasks this API process started, oldest first, with their counts."""
     admin(request)
     tasks: dict[str, Running] = request.app.state.services.tasks
-    return JSONResponse({"tasks": [found.view() for found in tasks.values()]})
+    return render.respond(Tasks(tasks=tuple(found.view() for found in tasks.values())))
 
 
 async def get_task(request: Request) -> JSONResponse:
-    return JSONResponse(running(request).view())
+    return render.respond(running(request).view())
 
 
 async def stop_task(request: Request) -> JSONResponse:
     found = running(request)
     found.task.stop()
     await asyncio.wait({found.runner}, timeout=30)
-    return JSONResponse(found.view())
+    return render.respond(found.view())
 
 
 async def task_log(request: Request) -> StreamingResponse:
@@ -121,10 +119,46 @@ async def task_log(request: Request) -> StreamingResponse:
     return StreamingResponse(lines(), media_type="application/x-ndjson", headers=headers)
 
 
-routes = [
-    Route("/v1/tasks", list_tasks, methods=["GET"]),
-    Route("/v1/tasks/reextract", start_reextraction, methods=["POST"]),
-    Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
-    Route("/v1/tasks/{task_id}/stop", stop_task, methods=["POST"]),
-    Route("/v1/tasks/{task_id}/log", task_log, methods=["GET"]),
+def _admin(
+    method: str, path: str, handler: Any, summary: str, answers: Any, **more: Any
+) -> Operation:
+    return Operation(method, path, handler, summary, answers, account=False, admin=True, **more)
+
+
+NOT_FOUND = {404: "task_not_found: this API process started no such task"}
+LOG = Media("application/x-ndjson", example='{"sample_id": "...", "ok": true}\n')
+operations = [
+    _admin("GET", "/v1/tasks", list_tasks, "The tasks this API process started", {200: Tasks}),
+    _admin(
+        "POST",
+        "/v1/tasks/reextract",
+        start_reextraction,
+        "Start re-extracting every stored sample with a descriptor version",
+        {202: Task},
+        errors={409: "task_running"},
+        body=Reextract,
+    ),
+    _admin(
+        "GET",
+        "/v1/tasks/{task_id}",
+        get_task,
+        "A task's status and counts",
+        {200: Task},
+        errors=NOT_FOUND,
+    ),
+    _admin(
+        "POST",
+        "/v1/tasks/{task_id}/stop",
+        stop_task,
+        "Stop a task after its current batch (resume by starting it again)",
+        {200: Task},
+        errors=NOT_FOUND,
+    ),
+    _admin(
+        "GET",
+        "/v1/tasks/{task_id}/log",
+        task_log,
+        "Download the task's log, one JSON object per processed or refused sample",
+        {200: LOG},
+    ),
 ]

@@ -303,7 +303,7 @@ def test_event_listing_filters_and_pages(http: httpx.Client, johns: dict[str, li
 
 
 def test_spec_and_docs_are_served(http: httpx.Client) -> None:
-    assert "openapi: 3.0.3" in http.get("/v1/openapi.yml").text
+    assert "openapi: 3.1.0" in http.get("/v1/openapi.yml").text
     page = http.get("/v1/docs")
     assert page.status_code == 200 and "/v1/matcher/faces" in page.text
     missing = http.get("/v1/nothing-here")

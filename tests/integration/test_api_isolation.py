@@ -136,6 +136,7 @@ PROBES: dict[tuple[str, str], Probe | None] = {
     ("POST", "/v1/liveness"): None,
     ("POST", "/v1/sdk"): None,
     ("GET", "/v1/openapi.yml"): None,
+    ("GET", "/v1/openapi.json"): None,
     ("GET", "/v1/docs"): None,
     # The administrator's, below.
     ("GET", "/v1/tasks"): lambda h, b, a, photo: h.get("/v1/tasks", headers=b),

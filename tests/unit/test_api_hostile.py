@@ -17,6 +17,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 import schemas
+from sinks.clickhouse import checked
+from sinks.types import Params
 from streams import topics
 from streams.api.app import ROUTES
 from streams.api.errors import HANDLERS
@@ -58,8 +60,8 @@ class FakeServices:
             list_id, record, await self.publish(topics.LISTS, list_id, record)
         )
 
-    async def query(self, sql: str) -> list[dict[str, Any]]:
-        sql.encode()
+    async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        checked(params)  # what both clients check first: no lone surrogate gets this far
         if self.failure is not None:
             raise self.failure
         return []

@@ -13,7 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel, ValidationError
 
+from processors.image import ACCEPTED_FORMATS
+from streams.api import shapes
 from streams.apiclient import (
     ApiConnectionError,
     ApiError,
@@ -53,9 +56,18 @@ def _box() -> Json:
     return {"x": 10.0, "y": 20.0, "width": 100.0, "height": 120.0, "score": 0.99}
 
 
+def _parsed(model: type[BaseModel], request: httpx.Request) -> Any:
+    """The JSON body as the server reads it (its own model, strict), or the server's 400."""
+    try:
+        return model.model_validate(json.loads(request.content or b"{}"))
+    except ValidationError as exc:
+        return _error(400, "bad_json", str(exc))
+
+
 class FakeApi:
-    """A small in-memory API that answers as openapi.yml says; records every request and how
-    many were in flight at once (the async transport holds each for `delay` seconds)."""
+    """A small in-memory API that reads bodies with the server's models and answers as they say;
+    records every request and how many were in flight at once (the async transport holds each
+    for `delay` seconds)."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -116,7 +128,8 @@ class FakeApi:
             return _error(415, "unsupported_media_type", "send an image")
         faces = {ONE_FACE: 1, TWO_FACES: 2, NO_FACE: 0}.get(request.content)
         if faces is None:
-            return _error(400, "undecodable_image", "data is not a JPEG, PNG, BMP, PPM or TIFF")
+            accepted = ", ".join(ACCEPTED_FORMATS)  # what the server's decoder takes
+            return _error(400, "undecodable_image", f"data is not a {accepted} image")
         if faces == 0:
             return _error(400, "no_face", "no face found in the image")
         return faces
@@ -178,11 +191,13 @@ class FakeApi:
         return httpx.Response(200, json=self.events[event_id])
 
     def _create_list(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content or b"{}")
+        body = _parsed(shapes.NewList, request)
+        if isinstance(body, httpx.Response):
+            return body
         list_id = str(uuid.uuid4())
         self.lists[list_id] = {
             "list_id": list_id,
-            "user_data": body.get("user_data"),
+            "user_data": body.user_data,
             "created_at": _now(),
         }
         return httpx.Response(201, json={"list_id": list_id})
@@ -207,14 +222,14 @@ class FakeApi:
         return httpx.Response(204)
 
     def _link(self, request: httpx.Request, list_id: str) -> httpx.Response:
-        body = json.loads(request.content)
+        body = _parsed(shapes.LinkFaces, request)
+        if isinstance(body, httpx.Response):
+            return body
         if list_id not in self.lists:
             return _error(404, "list_not_found", f"list {list_id} does not exist")
-        if body.get("action") not in ("attach", "detach") or not body.get("face_ids"):
-            return _error(400, "bad_parameter", "action must be attach or detach, with face_ids")
-        for face_id in body["face_ids"]:
+        for face_id in body.face_ids:
             ids = [x for x in self.faces[face_id]["list_ids"] if x != list_id]
-            self.faces[face_id]["list_ids"] = ids + [list_id] * (body["action"] == "attach")
+            self.faces[face_id]["list_ids"] = ids + [list_id] * (body.action == "attach")
         return httpx.Response(204)
 
     def _new_face(self, user_data: str | None, list_ids: list[str], event_id: str | None) -> Json:
@@ -233,10 +248,12 @@ class FakeApi:
 
     def _create_faces(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("content-type") == "application/json":
-            body = json.loads(request.content)
-            if body["event_id"] not in self.events:
-                return _error(404, "event_not_found", f"event {body['event_id']} does not exist")
-            face = self._new_face(body.get("user_data"), body.get("list_ids", []), body["event_id"])
+            body = _parsed(shapes.FaceFromEvent, request)
+            if isinstance(body, httpx.Response):
+                return body
+            if body.event_id not in self.events:
+                return _error(404, "event_not_found", f"event {body.event_id} does not exist")
+            face = self._new_face(body.user_data, body.list_ids or [], body.event_id)
             return httpx.Response(201, json={"faces": [face]})
         detected = self._detect(request)
         if isinstance(detected, httpx.Response):
@@ -260,10 +277,13 @@ class FakeApi:
         return httpx.Response(204)
 
     def _match(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        matches = self._matches(body["candidates"].get("list_ids", []))[: body.get("limit", 3)]
-        results = [{"reference": ref, "matches": matches} for ref in body["references"]]
-        return httpx.Response(200, json={"results": results})
+        body = _parsed(shapes.MatchRequest, request)
+        if isinstance(body, httpx.Response):
+            return body
+        matches = self._matches(body.candidates.list_ids)[: body.limit or 3]
+        results = [{"reference": ref.shown(), "matches": matches} for ref in body.references]
+        answer = shapes.MatchResults.model_validate({"results": results, "descriptor_version": 1})
+        return httpx.Response(200, json=answer.model_dump(mode="json"))
 
     def _liveness(self, request: httpx.Request) -> httpx.Response:
         detected = self._detect(request)
