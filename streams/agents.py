@@ -1,49 +1,45 @@
-"""Faust agents: each takes a batch from its topic, runs its stage, sends what the stage emits.
+"""Faust agents, wiring only: each takes a batch of raw messages from its topic and hands it to
+its stage's runner (streams.runner), which sends through the Faust topics.
 
-A message that cannot be decoded or processed becomes a dead-letter record with the reason
-(and, when its event is known, an event with an error status); the batch goes on. A batch is
-done once the broker has acknowledged all it sent; anything else that breaks it ends the process
-before its offsets move (streams.deadletters).
+Topics stay raw (bytes) on the Faust side, each TopicSpec (de)serialising in the runner: Faust
+decodes a value before the agent sees it, and on a value it cannot decode it acks the message and
+throws the error into the agent's stream (faust.transport.conductor, Channel.on_value_decode_error)
+so the raw bytes a dead letter keeps would be lost and the agent would end. Encoding stays in the
+runner too, where an output that breaks its contract or the size limit fails its message alone.
+A batch is done once the broker has acknowledged all it sent; anything else that breaks it ends
+the process before its offsets move (streams.deadletters).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import cast
 
 import faust
-from faust.types import EventT, RecordMetadata
+from faust.types import EventT
 
-import schemas
-from processors.errors import ProcessingError
-from streams import ranges, topics
-from streams.client import ENVELOPE_BYTES
-from streams.deadletters import MESSAGE_BOUND, finish_batch, letter
+from streams import topics
+from streams.deadletters import finish_batch
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
 from streams.monitoring import Monitor
 from streams.reader import TopicReader, keep_following
+from streams.runner import Sent, StageRunner
 from streams.settings import LiveSettings
 from streams.stages import (
     DetectStage,
     ExtractStage,
     LivenessStage,
     MatchStage,
-    Record,
-    Result,
     Stage,
-    error_event,
     extraction_versions,
 )
 
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "liveness", "extract", "match", "store")
-
-Sent = Awaitable[RecordMetadata]  # a message handed to the producer, until the broker has it
 
 
 def _batches(
@@ -52,6 +48,17 @@ def _batches(
     """Batches of events with their offsets. The StreamT interface lacks take_events; every
     stream an agent is given is a faust.Stream, which has it."""
     return cast(faust.Stream[bytes], stream).take_events(size, within=within)
+
+
+class FaustPort:
+    """A runner's port onto the app's topics."""
+
+    def __init__(self, topics: Mapping[str, faust.TopicT]) -> None:
+        self.topics = topics
+
+    async def send(self, topic: str, key: str | None, value: bytes | None) -> Sent:
+        """Hands a message to the producer; the result resolves once the broker has it."""
+        return await self.topics[topic].send(key=key.encode() if key else None, value=value)
 
 
 class Pipeline:
@@ -79,6 +86,7 @@ class Pipeline:
             )
             for spec in topics.ALL
         }
+        self.port = FaustPort(self.topics)
         self.gallery = GalleryIndex()
         self.gallery_ready = asyncio.Event()
         models = ModelSet(
@@ -106,7 +114,8 @@ class Pipeline:
     # -- stage agents ---------------------------------------------------------------------
 
     def _stage_agent(self, stage: Stage, source: topics.TopicSpec, batch: int) -> None:
-        codec = schemas.codec(source.schema)
+        max_bytes = self.settings.kafka.max_message_bytes
+        runner = StageRunner(stage, source, self.port, self.monitor, max_bytes)
         within = self.settings.worker.batch_wait_s
         what = f"stage {stage.name}"
 
@@ -114,132 +123,9 @@ class Pipeline:
             if isinstance(stage, MatchStage | ExtractStage):
                 await self.gallery_ready.wait()
             async for events in _batches(stream, batch, within):
-                await finish_batch(what, events, self._process(stage, codec, events))
+                await finish_batch(what, events, runner.run(events))
 
         self.app.agent(self.topics[source.suffix], name=f"facestream.{stage.name}")(agent)
-
-    async def _process(self, stage: Stage, codec: schemas.Codec, events: Sequence[EventT]) -> None:
-        """Runs a batch through its stage. Returns once the broker has acknowledged every output,
-        error event and dead letter of the batch: only then may its offsets be committed."""
-        started = time.perf_counter()
-        sent: list[Sent] = []
-        decoded: list[tuple[EventT, Record]] = []
-        for event in events:
-            trusted = None  # a record whose context may be answered with an error event
-            try:
-                record = codec.decode(event.value)
-                ranges.check_context(record)
-                trusted = record
-                ranges.check(codec.name, record)
-                decoded.append((event, record))
-            except schemas.SchemaError as error:
-                rejected = ProcessingError(str(error), code=error.code)
-                sent += await self._reject(stage.name, event, trusted, rejected)
-        failed = len(events) - len(decoded)
-        records = [record for _, record in decoded]
-        if stage.compute_bound:
-            # Off the event loop: onnxruntime releases the GIL, so fetching and sending go on.
-            results = await asyncio.to_thread(self._run_isolated, stage, records)
-        else:  # on the loop, where the gallery it reads is also updated
-            results = self._run_isolated(stage, records)
-        for (event, record), result in zip(decoded, results, strict=True):
-            outcome = result.error or self._encode(result)
-            if isinstance(outcome, ProcessingError):
-                failed += 1
-                sent += await self._reject(stage.name, event, record, outcome)
-                continue
-            for output, key, value in outcome:
-                sent.append(await self._send(output, key, value))
-        await asyncio.gather(*sent)  # a send the broker refused raises: the batch stays unacked
-        self.monitor.record(stage.name, len(events) - failed, failed, time.perf_counter() - started)
-
-    def _encode(self, result: Result) -> list[tuple[str, str | None, bytes]] | ProcessingError:
-        """All of a message's outputs, or the contract one of them breaks (then none is sent)."""
-        try:
-            encoded: list[tuple[str, str | None, bytes]] = [
-                (e.output, e.key, schemas.codec(topics.BY_SUFFIX[e.output].schema).encode(e.value))
-                for e in result.emits
-            ]
-        except schemas.SchemaError as bad_output:
-            return ProcessingError(str(bad_output), code=bad_output.code)
-        limit = self.settings.kafka.max_message_bytes - ENVELOPE_BYTES
-        for output, _, value in encoded:
-            if len(value) > limit:  # the broker would refuse it, and the batch with it
-                return ProcessingError(
-                    f"its {output} message is {len(value)} bytes, over the {limit}-byte limit",
-                    code="output_too_large",
-                )
-        return encoded
-
-    @staticmethod
-    def _run_isolated(stage: Stage, records: list[Record]) -> list[Result]:
-        """Runs the batch; if it breaks, runs each message alone so one bad one fails alone."""
-        if not records:
-            return []
-        try:
-            return stage.run(records)
-        except Exception:
-            log.exception(
-                "stage %s failed on a batch of %d; retrying one by one", stage.name, len(records)
-            )
-        results = []
-        for record in records:
-            try:
-                results.extend(stage.run([record]))
-            except ProcessingError as rule:  # a rule of the stage, with its own code
-                results.append(Result(error=rule))
-            except Exception as exc:
-                log.exception(
-                    "stage %s failed on event %s", stage.name, record["context"]["event_id"]
-                )
-                error = ProcessingError(f"{stage.name} failed: {exc!r}", code="internal_error")
-                results.append(Result(error=error))
-        return results
-
-    async def _send(self, output: str, key: str | None, value: bytes | None) -> Sent:
-        """Hands a message to the producer; the result resolves once the broker has it."""
-        return await self.topics[output].send(key=key.encode() if key else None, value=value)
-
-    async def _reject(
-        self, stage: str, event: EventT, record: Record | None, error: ProcessingError
-    ) -> list[Sent]:
-        """A dead letter, and an error event when the message's event is known."""
-        if record is None:
-            return [await self._dead_letter(stage, event, error.code, error.message, None)]
-        context = record["context"]
-        log.warning(
-            "event %s rejected at %s: %s (%s)",
-            context["event_id"],
-            stage,
-            error.message,
-            error.code,
-        )
-        value = schemas.codec("Event").encode(error_event(context, error))
-        return [
-            await self._send("events", context["event_id"], value),
-            await self._dead_letter(stage, event, error.code, error.message, context),
-        ]
-
-    async def _dead_letter(
-        self, stage: str, event: EventT, code: str, message: str, context: Record | None
-    ) -> Sent:
-        """Sends the message's dead letter (bounded: it always fits); returns its delivery."""
-        if context is None:
-            msg = event.message
-            log.warning(
-                "undecodable message at %s %s[%d]@%d: %s (%s)",
-                stage,
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                message[:MESSAGE_BOUND],
-                code,
-            )
-        return await self._send(
-            "dead_letters",
-            context["event_id"] if context else None,
-            schemas.codec("DeadLetter").encode(letter(stage, event, code, message, context)),
-        )
 
     # -- gallery --------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 
-import schemas
 from streams import claim_check, topics
 from streams.settings import Settings
 
@@ -25,7 +24,6 @@ class ImageProducer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = topics.topic_name(settings.kafka, topics.IMAGES)
-        self._codec = schemas.codec("Image")
         self._producer = AIOKafkaProducer(
             bootstrap_servers=topics.bootstrap_servers(settings.kafka),
             max_request_size=settings.kafka.max_message_bytes,
@@ -74,7 +72,7 @@ class ImageProducer:
         return event_id
 
     async def send_record(self, record: Record) -> None:
-        await self.send_raw(self._codec.encode(record), key=record["context"]["event_id"])
+        await self.send_raw(topics.IMAGES.encode(record), key=record["context"]["event_id"])
 
     async def send_raw(self, value: bytes, key: str | None = None) -> None:
         """Any bytes onto the images topic (the pipeline must survive what it cannot read)."""

@@ -71,7 +71,7 @@ class ConfigState:
                     self.version += 1
                 self.rejected.pop(section, None)
                 return
-            change = schemas.codec("ConfigChange").decode(raw)
+            change = topics.CONFIG.decode(raw)
             if change["section"] != section:
                 raise ConfigError(f"message for {change['section']!r} under key {section!r}")
             try:
@@ -148,7 +148,7 @@ async def publish(settings: Settings, section: str, values: Record | None) -> No
         "author": author(),
         "changed_at": datetime.now(UTC),
     }
-    encoded = schemas.codec("ConfigChange").encode(change)
+    encoded = topics.CONFIG.encode(change)  # CONFIG_HISTORY has the same contract
     key = section.encode()
     await _send(
         settings,

@@ -79,7 +79,7 @@ class TopicReader:
         # On a compacted topic a key names the thing and a null value deletes it; elsewhere a
         # null value carries nothing.
         self._compacted = spec.compacted
-        self._codec = schemas.codec(spec.schema)
+        self._spec = spec
         self._from_beginning = from_beginning
         self._end: dict[TopicPartition, int] = {}
 
@@ -167,7 +167,7 @@ class TopicReader:
             if not self._compacted:
                 raise UnusableRecord("a null value")
             return key, None
-        return key, self._codec.decode(m.value)
+        return key, self._spec.decode(m.value)
 
     async def caught_up(self) -> bool:
         """True once everything that was in the topic at the start has been read."""

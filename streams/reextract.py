@@ -324,7 +324,7 @@ class ReextractionTask:
         kept = [d for d in face["descriptors"] if d["version"] != self.version]
         updated = {**face, "descriptors": [*kept, {"version": self.version, "vector": descriptor}]}
         name = topics.topic_name(self.settings.kafka, topics.FACES)
-        value = schemas.codec("Face").encode(updated)
+        value = topics.FACES.encode(updated)
         sent = await self._producer.send(name, value, key=face["face_id"].encode())
         return face["face_id"], updated, sent
 
@@ -336,7 +336,7 @@ class ReextractionTask:
             **entry,
         }
         name = topics.topic_name(self.settings.kafka, topics.REEXTRACTIONS)
-        value = schemas.codec("Reextraction").encode(record)
+        value = topics.REEXTRACTIONS.encode(record)
         await self._producer.send(name, value, key=self.task_id.encode())
 
 
@@ -369,7 +369,6 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
 def _describe(extractor: DescriptorExtractor, messages: list[Any]) -> Extracted:
     """Decoding and extraction of a chunk, in a lane (a thread) off the event loop:
     (sample, descriptor bytes) for each good sample, (key, error) for each bad one."""
-    codec = schemas.codec("Sample")
     good: list[tuple[Record, np.ndarray]] = []
     refused: list[RefusedSample] = []
     for message in messages:
@@ -379,7 +378,7 @@ def _describe(extractor: DescriptorExtractor, messages: list[Any]) -> Extracted:
             refused.append((key, ProcessingError("the sample was deleted", code=DELETED)))
             continue
         try:
-            sample = codec.decode(message.value)
+            sample = topics.SAMPLES.decode(message.value)
             good.append((sample, decode_sample(sample["image"])))
         except (schemas.SchemaError, ProcessingError) as error:
             refused.append((key, error))

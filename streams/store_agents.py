@@ -25,14 +25,17 @@ import faust
 from faust.types import EventT
 
 import schemas
+from processors.errors import ProcessingError
 from sinks.clickhouse import connect
 from sinks.migrate import SchemaBehind, require_newest, upgrade
 from sinks.store import EventSink, FaceSink, ReextractionSink
 from sinks.types import Refusal, RowsRefused, Sink, StorageUnavailable
-from streams.agents import Pipeline, Sent, _batches
+from streams import topics
+from streams.agents import Pipeline, _batches
 from streams.deadletters import finish_batch
 from streams.gallery import InvalidRecord, face_vectors
 from streams.reload import SHUTDOWN_EXIT_CODE
+from streams.runner import Sent, dead_letter
 from streams.stages import Record
 
 log = logging.getLogger(__name__)
@@ -64,9 +67,8 @@ def register(pipeline: Pipeline) -> None:
     # One thread owns the client: chDB and the native driver are not for concurrent use.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
 
-    def value(schema: str) -> Storable:
-        codec = schemas.codec(schema)
-        return lambda event: codec.decode(event.value)
+    def value(spec: topics.TopicSpec) -> Storable:
+        return lambda event: spec.decode(event.value)
 
     def keyed_face(event: EventT) -> tuple[str, Record | None]:
         try:
@@ -75,7 +77,7 @@ def register(pipeline: Pipeline) -> None:
             raise schemas.SchemaError("bad_key", f"the face id is not UTF-8: {exc}") from None
         if not face_id:
             raise schemas.SchemaError("bad_key", "a face message needs the face id as its key")
-        face = None if event.value is None else schemas.codec("Face").decode(event.value)
+        face = None if event.value is None else topics.FACES.decode(event.value)
         if face is not None:
             try:  # the check every follower of the faces topic makes
                 face_vectors(face)
@@ -88,9 +90,9 @@ def register(pipeline: Pipeline) -> None:
 
     db = storage.database
     stores: list[tuple[str, Sink[Any], Storable, Context]] = [
-        ("events", EventSink(client, db), value("Event"), lambda item: item["context"]),
+        ("events", EventSink(client, db), value(topics.EVENTS), lambda item: item["context"]),
         ("faces", FaceSink(client, db), keyed_face, lambda item: None),
-        ("reextractions", ReextractionSink(client, db), value("Reextraction"), reextracted),
+        ("reextractions", ReextractionSink(client, db), value(topics.REEXTRACTIONS), reextracted),
     ]
     for source, sink, storable, context in stores:
         agent = StoreAgent(pipeline, f"store_{source}", sink, storable, context, executor)
@@ -128,17 +130,16 @@ class StoreAgent:
             try:
                 item = self.storable(event)
             except schemas.SchemaError as error:
-                letters.append(
-                    await pipeline._dead_letter(self.name, event, error.code, str(error), None)
-                )
+                letters.append(await dead_letter(pipeline.port, self.name, event, error, None))
                 continue
             self.sink.add(item, tag=(event, self.context(item)))
         written, refused = await self.flush()
         for refusal in refused:
             event, context = cast(tuple[EventT, Record | None], refusal.tag)
             log.warning("%s: ClickHouse refused a message: %s", self.name, refusal.reason)
+            refused_here = ProcessingError(refusal.reason, code=REFUSED)
             letters.append(
-                await pipeline._dead_letter(self.name, event, REFUSED, refusal.reason, context)
+                await dead_letter(pipeline.port, self.name, event, refused_here, context)
             )
         await asyncio.gather(*letters)  # delivered before the batch is acknowledged
         pipeline.monitor.count(self.name, rows_refused=len(refused))

@@ -1,16 +1,21 @@
-"""A testing source and sink: runs the stages in memory, passing each message through its
-topic's Avro contract as Kafka would, so a stage is testable without a broker."""
+"""A testing source and sink for the stages: runs them in memory through the same runner as the
+Faust agents (streams.runner), so decoding, range checks, failure isolation, dead letters and
+the topics' contracts behave as under Faust, without a broker."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import schemas
-from processors.errors import ProcessingError
+from aiokafka.errors import MessageSizeTooLargeError
+
 from streams import topics
 from streams.gallery import GalleryIndex
 from streams.models import ModelSet
+from streams.monitoring import Monitor
+from streams.runner import Sent, StageRunner
 from streams.settings import LiveSettings, Settings
 from streams.stages import (
     DetectStage,
@@ -18,54 +23,85 @@ from streams.stages import (
     LivenessStage,
     MatchStage,
     Record,
-    Stage,
-    error_event,
     extraction_versions,
 )
 
 
+@dataclass(frozen=True)
+class Position:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as a runner gets it from a topic."""
+
+    key: bytes | None
+    value: bytes | None
+    message: Position
+
+
+class InMemoryPort:
+    """The sink: keeps every message sent, raw per topic (a later stage's source) and decoded
+    through its topic's contract in `sink` (what tests read). Refuses a value over the broker's
+    limit as the producer does; every other delivery succeeds."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.raw: dict[str, list[Message]] = defaultdict(list)
+        self.sink: dict[str, list[tuple[str | None, Record]]] = defaultdict(list)
+
+    async def send(self, topic: str, key: str | None, value: bytes | None) -> Sent:
+        if value is not None and len(value) > self.max_message_bytes:
+            raise MessageSizeTooLargeError(f"{len(value)} bytes on {topic}")
+        sent = self.raw[topic]
+        encoded_key = key.encode() if key else None
+        sent.append(Message(encoded_key, value, Position(topic, 0, len(sent))))
+        self.sink[topic].append((key, topics.BY_SUFFIX[topic].decode(value)))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+
 class InMemoryPipeline:
+    """The source: images sent go onto the in-memory `images` topic, and each stage's runner in
+    turn takes what arrived on its source topic since its last run."""
+
     def __init__(
         self, models: ModelSet, settings: Settings, gallery: GalleryIndex | None = None
     ) -> None:
         self.gallery = gallery or GalleryIndex()
         self.live = LiveSettings(settings)
+        self.port = InMemoryPort(settings.kafka.max_message_bytes)
+        self.sink = self.port.sink
         versions = extraction_versions(self.live, self.gallery)
-        self.chain: list[tuple[Stage, str]] = [
-            (DetectStage(models, self.live), "detections"),
-            (LivenessStage(models), "liveness"),
-            (ExtractStage(models, versions), "descriptors"),
-            (MatchStage(self.gallery, self.live), "events"),
+        monitor = Monitor(self.live)
+        self.runners = [
+            StageRunner(stage, source, self.port, monitor, settings.kafka.max_message_bytes)
+            for stage, source in (
+                (DetectStage(models, self.live), topics.IMAGES),
+                (LivenessStage(models), topics.DETECTIONS),
+                (ExtractStage(models, versions), topics.LIVENESS),
+                (MatchStage(self.gallery, self.live), topics.DESCRIPTORS),
+            )
         ]
-        self.sink: dict[str, list[tuple[str | None, Record]]] = defaultdict(list)
-        self.errors: list[ProcessingError] = []
+        self._taken: dict[str, int] = defaultdict(int)  # messages of a topic already run
 
     def send(self, images: Sequence[Record]) -> list[Record]:
         """Runs Image records through every stage; returns the events they ended as."""
+        return asyncio.run(self._send(images))
+
+    async def _send(self, images: Sequence[Record]) -> list[Record]:
         first_event = len(self.sink["events"])
-        batch = [self._through_topic("images", image) for image in images]
-        for stage, passes_on in self.chain:
-            results = stage.run(batch)
-            next_batch = []
-            for record, result in zip(batch, results, strict=True):
-                if result.error is not None:
-                    self.errors.append(result.error)
-                    context = record["context"]
-                    self._emit("events", context["event_id"], error_event(context, result.error))
-                    continue
-                for emit in result.emits:
-                    value = self._emit(emit.output, emit.key, emit.value)
-                    if emit.output == passes_on:
-                        next_batch.append(value)
-            batch = next_batch
+        for image in images:
+            await self.port.send(
+                "images", image["context"]["event_id"], topics.IMAGES.encode(image)
+            )
+        for runner in self.runners:
+            source = runner.source.suffix
+            batch = self.port.raw[source][self._taken[source] :]
+            self._taken[source] += len(batch)
+            await runner.run(batch)
         return [value for _, value in self.sink["events"][first_event:]]
-
-    def _emit(self, output: str, key: str | None, value: Record) -> Record:
-        decoded = self._through_topic(output, value)
-        self.sink[output].append((key, decoded))
-        return decoded
-
-    @staticmethod
-    def _through_topic(output: str, value: Record) -> Record:
-        codec = schemas.codec(topics.BY_SUFFIX[output].schema)
-        return codec.decode(codec.encode(value))

@@ -1,4 +1,6 @@
-"""Topic names and their Kafka settings: one topic per stage so stages scale independently."""
+"""Topics: each declared once with its contract (the schema its messages follow, which encodes
+and decodes them), its name and its Kafka settings. One topic per stage so that stages scale
+independently."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+import schemas
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,15 @@ class TopicSpec:
     suffix: str  # the topic is "<prefix>.<suffix>"
     schema: str  # message type in schemas/
     compacted: bool = False
+
+    def encode(self, record: schemas.Record) -> bytes:
+        """The message's value in the wire format; SchemaError if it breaks the contract."""
+        return schemas.codec(self.schema).encode(record)
+
+    def decode(self, value: bytes | None) -> schemas.Record:
+        """The record a message's value holds (of any version there is a snapshot of);
+        SchemaError with its code (null_value, bad_wire_format, ...) if it holds none."""
+        return schemas.codec(self.schema).decode(value)
 
 
 IMAGES = TopicSpec("images", "Image")

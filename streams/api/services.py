@@ -12,7 +12,6 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from starlette.concurrency import run_in_threadpool
 
-import schemas
 from sinks.clickhouse import connect
 from sinks.types import ClickHouseClient, Params
 from streams import topics
@@ -114,7 +113,7 @@ class Services:
 
     async def publish(self, spec: topics.TopicSpec, key: str, record: Record | None) -> int:
         """A record (or a tombstone) onto a topic, acknowledged; returns its offset."""
-        value = None if record is None else schemas.codec(spec.schema).encode(record)
+        value = None if record is None else spec.encode(record)
         name = topics.topic_name(self.settings.kafka, spec)
         metadata = await self.producer.send_and_wait(name, value, key=key.encode())
         offset: int = metadata.offset

@@ -1,6 +1,7 @@
-"""A stage agent's batch with hostile messages in it: each bad message ends as one dead letter
-that fits on the broker (and an error event when its event is known), the rest goes on, and a
-batch whose outputs the broker did not take never returns as done."""
+"""A stage runner's batch, run as the Faust agents and the in-memory driver run it, with hostile
+messages in it: each bad message ends as one dead letter that fits on the broker (and an error
+event when its event is known), the rest goes on, and a batch whose outputs the broker did not
+take never returns as done."""
 
 from __future__ import annotations
 
@@ -21,72 +22,63 @@ from fastavro import parse_schema, schemaless_writer
 
 import schemas
 from processors.errors import ProcessingError
-from streams import deadletters
-from streams.agents import Pipeline
+from streams import deadletters, topics
 from streams.monitoring import Monitor
-from streams.settings import KafkaSettings, LiveSettings, MiB, Settings
+from streams.runner import Sent, StageRunner
+from streams.settings import LiveSettings, MiB, Settings
 from streams.stages import Emit, Record, Result
+from streams.testing import InMemoryPort, Message, Position
 
 LIMIT = MiB  # the broker's message limit in these tests
 DETECTIONS = schemas.codec("Detections")
 
 
-class Broker:
-    """The topics a Pipeline sends to: refuses a message over LIMIT as the producer does, and
-    acknowledges the rest (or fails them all when `down`)."""
+class Broker(InMemoryPort):
+    """The in-memory port (it refuses a message over LIMIT as the producer does), which can also
+    fail every delivery as a broker that is gone."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        super().__init__(LIMIT)
         self.down = False
 
-    def topic(self, name: str) -> Any:
-        async def send(key: bytes | None, value: bytes | None) -> asyncio.Future[None]:
-            if value is not None and len(value) > LIMIT:
-                raise ValueError(f"MessageSizeTooLargeError: {len(value)} bytes")
-            acked = asyncio.get_running_loop().create_future()
-            if self.down:
-                acked.set_exception(ConnectionError("the broker is gone"))
-            else:
-                self.sent.append((name, key, value))
-                acked.set_result(None)
-            return acked
-
-        return SimpleNamespace(send=send)
+    async def send(self, topic: str, key: str | None, value: bytes | None) -> Sent:
+        if not self.down:
+            return await super().send(topic, key, value)
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(ConnectionError("the broker is gone"))
+        return failed
 
     def values(self, topic: str) -> list[bytes | None]:
-        return [value for name, _, value in self.sent if name == topic]
+        return [m.value for m in self.raw[topic]]
 
     def letters(self) -> list[Record]:
-        return [schemas.codec("DeadLetter").decode(v) for v in self.values("dead_letters")]
+        return [letter for _, letter in self.sink["dead_letters"]]
 
     def events(self) -> list[Record]:
-        return [schemas.codec("Event").decode(v) for v in self.values("events")]
+        return [event for _, event in self.sink["events"]]
 
 
 class FakeStage:
-    """Passes each record on to `detections`; `fails` says which records break it."""
+    """Passes each record on to `detections`; `fails` says which records break it, with
+    `error`."""
 
     name = "liveness"
     compute_bound = False
 
-    def __init__(self, fails: Callable[[Record], bool] = lambda record: False) -> None:
+    def __init__(
+        self,
+        fails: Callable[[Record], bool] = lambda record: False,
+        error: Exception | None = None,
+    ) -> None:
         self.fails = fails
+        self.error = error or RuntimeError("the model blew up")
         self.seen: list[str] = []
 
     def run(self, records: Sequence[Record]) -> list[Result]:
         if any(self.fails(r) for r in records):
-            raise RuntimeError("the model blew up")
+            raise self.error
         self.seen += [r["context"]["event_id"] for r in records]
         return [Result([Emit("detections", r["context"]["event_id"], r)]) for r in records]
-
-
-def pipeline(broker: Broker) -> Pipeline:
-    """A Pipeline with its stage-agent part only: settings, monitor and topics."""
-    p = object.__new__(Pipeline)
-    p.settings = Settings(kafka=KafkaSettings(max_message_bytes=LIMIT))
-    p.monitor = Monitor(LiveSettings(p.settings))
-    p.topics = {name: broker.topic(name) for name in ("detections", "events", "dead_letters")}
-    return p
 
 
 def detections(**face: Any) -> Record:
@@ -115,14 +107,31 @@ def detections(**face: Any) -> Record:
     }
 
 
-def message(value: bytes | None, offset: int, key: bytes | None = b"k") -> Any:
+def event(value: bytes | None, offset: int) -> Any:
+    """A Faust event as deadletters reads it, with the flag finish_batch sets."""
     meta = SimpleNamespace(topic="t.detections", partition=1, offset=offset, acked=False)
-    return SimpleNamespace(key=key, value=value, message=meta)
+    return SimpleNamespace(key=b"k", value=value, message=meta)
 
 
-def run(broker: Broker, values: Sequence[bytes | None], stage: FakeStage | None = None) -> None:
-    events = [message(value, offset) for offset, value in enumerate(values)]
-    asyncio.run(pipeline(broker)._process(stage or FakeStage(), DETECTIONS, events))
+def message(value: bytes | None, offset: int, key: bytes | None = b"k") -> Message:
+    return Message(key, value, Position("t.detections", 1, offset))
+
+
+def run(
+    broker: Broker,
+    messages: Sequence[Message],
+    stage: FakeStage | None = None,
+    source: topics.TopicSpec = topics.DETECTIONS,
+) -> None:
+    monitor = Monitor(LiveSettings(Settings()))
+    runner = StageRunner(stage or FakeStage(), source, broker, monitor, LIMIT)
+    asyncio.run(runner.run(messages))
+
+
+def run_values(
+    broker: Broker, values: Sequence[bytes | None], stage: FakeStage | None = None
+) -> None:
+    run(broker, [message(value, offset) for offset, value in enumerate(values)], stage)
 
 
 def good() -> tuple[str, bytes]:
@@ -132,7 +141,7 @@ def good() -> tuple[str, bytes]:
 
 def test_a_null_value_is_a_dead_letter_and_the_batch_goes_on() -> None:
     broker, (first, before), (last, after) = Broker(), good(), good()
-    run(broker, [before, None, after])
+    run_values(broker, [before, None, after])
     assert [
         schemas.codec("Detections").decode(v)["context"]["event_id"]
         for v in broker.values("detections")
@@ -151,8 +160,7 @@ def test_codec_refuses_a_null_value_with_its_code() -> None:
 
 def test_garbage_and_a_non_utf8_key_are_dead_letters_with_the_key_kept() -> None:
     broker, (_, value) = Broker(), good()
-    events = [message(b"\x00garbage", 0, key=b"\xff\xfe"), message(value, 1, key=b"\xff")]
-    asyncio.run(pipeline(broker)._process(FakeStage(), DETECTIONS, events))
+    run(broker, [message(b"\x00garbage", 0, key=b"\xff\xfe"), message(value, 1, key=b"\xff")])
     (letter,) = broker.letters()
     assert (letter["error_code"], letter["key"]) == ("bad_wire_format", b"\xff\xfe")
     assert len(broker.values("detections")) == 1
@@ -161,7 +169,7 @@ def test_garbage_and_a_non_utf8_key_are_dead_letters_with_the_key_kept() -> None
 def test_an_oversized_message_becomes_a_dead_letter_that_fits() -> None:
     broker, (_, value) = Broker(), good()
     huge = os.urandom(LIMIT - 1024)  # as big as the broker takes
-    run(broker, [huge, value])
+    run_values(broker, [huge, value])
     (letter,) = broker.letters()
     assert letter["error_code"] == "bad_wire_format"
     assert letter["payload"] == huge[: deadletters.PAYLOAD_BOUND]
@@ -175,7 +183,7 @@ def test_a_dead_letter_of_version_1_still_decodes() -> None:
     v1 = parse_schema(json.loads(schemas.history_versions("DeadLetter")[1].read_text()))
     out = io.BytesIO()
     out.write(bytes((schemas.MAGIC, 1)))
-    letter = deadletters.letter("detect", message(b"abc", 7), "x", "y", None)
+    letter = deadletters.letter("detect", event(b"abc", 7), "x", "y", None)
     schemaless_writer(
         out,
         v1,
@@ -217,7 +225,7 @@ def test_a_value_out_of_range_is_an_error_event_and_a_dead_letter(
     broker, (first, value) = Broker(), good()
     bad = detections(**face)
     stage = FakeStage()
-    run(broker, [DETECTIONS.encode(bad), value], stage)
+    run_values(broker, [DETECTIONS.encode(bad), value], stage)
     assert stage.seen == [first]  # the stage never sees the bad one
     (letter,) = broker.letters()
     (event,) = broker.events()
@@ -230,7 +238,7 @@ def test_a_value_out_of_range_is_an_error_event_and_a_dead_letter(
 def test_a_context_out_of_range_is_a_dead_letter_only() -> None:
     broker, bad = Broker(), detections()
     bad["context"]["created_at"] = datetime(1900, 1, 1, tzinfo=UTC)
-    run(broker, [DETECTIONS.encode(bad)])
+    run_values(broker, [DETECTIONS.encode(bad)])
     (letter,) = broker.letters()
     assert (letter["error_code"], letter["event_id"]) == ("out_of_range", None)
     assert broker.events() == []
@@ -251,7 +259,7 @@ def test_a_descriptor_of_the_wrong_length_is_out_of_range() -> None:
         }
     ]
     broker = Broker()
-    asyncio.run(pipeline(broker)._process(FakeStage(), codec, [message(codec.encode(record), 0)]))
+    run(broker, [message(codec.encode(record), 0)], source=topics.DESCRIPTORS)
     (letter,) = broker.letters()
     assert letter["error_code"] == "out_of_range" and "descriptor bytes" in letter["error_message"]
     assert len(broker.events()) == 1
@@ -261,7 +269,7 @@ def test_a_stage_exception_is_contained_to_its_message() -> None:
     broker, (_, a), (_, b) = Broker(), good(), good()
     bad = detections()
     bad_id = bad["context"]["event_id"]
-    run(
+    run_values(
         broker,
         [a, DETECTIONS.encode(bad), b],
         FakeStage(lambda r: r["context"]["event_id"] == bad_id),
@@ -273,9 +281,24 @@ def test_a_stage_exception_is_contained_to_its_message() -> None:
     assert len(broker.values("detections")) == 2
 
 
+def test_a_rule_a_message_breaks_in_its_batch_keeps_its_code_when_run_alone() -> None:
+    broker, (first, a), (last, b) = Broker(), good(), good()
+    bad = detections()
+    bad_id = bad["context"]["event_id"]
+    stage = FakeStage(
+        lambda r: r["context"]["event_id"] == bad_id, ProcessingError("too dark", code="too_dark")
+    )
+    run_values(broker, [a, DETECTIONS.encode(bad), b], stage)
+    assert stage.seen == [first, last]  # the others, each run alone after the batch broke
+    (letter,) = broker.letters()
+    (event,) = broker.events()
+    assert (letter["error_code"], event["error_code"]) == ("too_dark", "too_dark")
+    assert letter["event_id"] == bad_id and event["error_message"] == "too dark"
+
+
 def test_an_output_over_the_limit_is_an_error_not_a_refused_send() -> None:
     broker, bad, (_, value) = Broker(), detections(sample=os.urandom(LIMIT)), good()
-    run(broker, [DETECTIONS.encode(bad), value])
+    run_values(broker, [DETECTIONS.encode(bad), value])
     (event,) = broker.events()
     assert event["error_code"] == "output_too_large"
     assert len(broker.values("detections")) == 1
@@ -286,7 +309,7 @@ def test_a_send_the_broker_does_not_acknowledge_fails_the_batch() -> None:
     broker, (_, value) = Broker(), good()
     broker.down = True
     with pytest.raises(ConnectionError):
-        run(broker, [value])
+        run_values(broker, [value])
 
 
 class Exited(Exception):
@@ -307,12 +330,12 @@ def test_a_failed_batch_exits_the_process_before_it_is_acknowledged(
 
     monkeypatch.setattr(deadletters.os, "_exit", exit)
     with pytest.raises(Exited):
-        asyncio.run(deadletters.finish_batch("stage x", [message(b"", 0)], broken()))
+        asyncio.run(deadletters.finish_batch("stage x", [event(b"", 0)], broken()))
     assert codes == [deadletters.CRASH_EXIT_CODE]
 
 
 def test_a_batch_cancelled_midway_holds_back_its_offsets() -> None:
-    events = [message(b"", 0), message(b"", 1)]
+    events = [event(b"", 0), event(b"", 1)]
 
     async def stop_midway() -> None:
         work = asyncio.create_task(asyncio.sleep(10))

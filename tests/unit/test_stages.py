@@ -152,6 +152,12 @@ def test_bad_inputs_end_as_error_events_and_nothing_else_is_lost(
     assert len(by_id) == len(images)  # every image ended as exactly one event
     codes = [by_id[i["context"]["event_id"]]["error_code"] for i in images]
     assert codes == [None, *cases, None]
+    # As under Faust, the runner also wrote one dead letter for each, naming its event.
+    letters = [letter for _, letter in pipeline.sink["dead_letters"]]
+    assert sorted(letter["error_code"] for letter in letters) == sorted(cases)
+    assert {letter["event_id"] for letter in letters} == {
+        i["context"]["event_id"] for i in images[1:-1]
+    }
     for i in (images[0], images[-1]):
         assert (
             by_id[i["context"]["event_id"]]["faces"][0]["matches"][0]["user_data"] == "John_Salley"

@@ -20,7 +20,6 @@ from sinks.migrate import upgrade
 from sinks.store import EventSink
 from sinks.types import Params, Row, RowRefused, RowsRefused, StorageUnavailable
 from streams import deadletters
-from streams.agents import Pipeline
 from streams.monitoring import Monitor
 from streams.settings import LiveSettings, Settings, StorageSettings
 from streams.store_agents import StoreAgent
@@ -83,11 +82,11 @@ class Points:
 
 
 class FakePipeline:
-    """What a StoreAgent uses of a Pipeline; dead letters are built by the real method."""
-
-    _dead_letter = Pipeline._dead_letter
+    """What a StoreAgent uses of a Pipeline, its own port; dead letters are built by the runner's
+    real function."""
 
     def __init__(self) -> None:
+        self.port = self
         storage = StorageSettings(retry_initial_s=0.001, retry_max_s=0.004)
         self.settings = Settings(storage=storage)
         self.monitor = Monitor(LiveSettings(self.settings))
@@ -95,7 +94,7 @@ class FakePipeline:
         self.sent: list[tuple[str, bytes | None]] = []
         self.delivered = 0  # sends whose delivery was awaited
 
-    async def _send(self, output: str, key: str | None, value: bytes | None) -> Awaitable[None]:
+    async def send(self, output: str, key: str | None, value: bytes | None) -> Awaitable[None]:
         self.sent.append((output, value))
         return self._delivery()
 
