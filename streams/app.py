@@ -6,6 +6,8 @@ import os
 import socket
 
 import faust
+from faust.types import AgentT
+from mode.supervisors import CrashingSupervisor
 
 from streams.settings import Settings, state_dir
 from streams.supervisor import SLOT_ENV
@@ -25,18 +27,33 @@ def static_member_id(settings: Settings) -> str | None:
     return f"{settings.kafka.topic_prefix}-{socket.gethostname()}-{slot}"
 
 
+class App(faust.App):
+    async def _on_agent_error(self, agent: AgentT, exc: BaseException) -> None:
+        """Faust commits the consumer's offsets here and restarts the agent, while take_events
+        acks the batch the agent died in as it is closed: that batch would be lost. The app
+        crashes instead, and the worker exits before anything is committed (streams.crash)."""
+        crashed = AgentCrashed(f"agent {agent.name} failed")
+        crashed.__cause__ = exc
+        await self.crash(crashed)
+
+
+class AgentCrashed(Exception):
+    """Names the agent; its cause is what the agent raised."""
+
+
 def create_app(settings: Settings) -> faust.App:
     """One consumer group per deployment: the group is named after the topic prefix."""
     kafka = settings.kafka
     faust_dir = state_dir() / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last folder
     session = kafka.session_timeout_s
-    return faust.App(
+    return App(
         kafka.topic_prefix,
         broker=kafka.broker,
         store="memory://",
         datadir=str(faust_dir / "{conf.name}"),  # not the working directory
         autodiscover=False,
+        agent_supervisor=CrashingSupervisor,  # an agent that dies crashes the worker
         web_enabled=False,
         web_port=settings.worker.web_port,
         topic_partitions=kafka.partitions,

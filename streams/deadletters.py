@@ -53,17 +53,18 @@ def letter(
     }
 
 
-def exit_now(reason: str) -> NoReturn:
+def exit_now(
+    reason: str, code: int = CRASH_EXIT_CODE, exc_info: BaseException | bool = True
+) -> NoReturn:
     """Ends the process without returning to the event loop, so nothing more is acknowledged
-    or committed. Call it from an `except` block: the traceback is logged."""
-    log.critical(
-        "%s: exiting (%d) without committing the batch", reason, CRASH_EXIT_CODE, exc_info=True
-    )
+    or committed. Call it from an `except` block or pass the exception: its traceback is
+    logged."""
+    log.critical("%s: exiting (%d) without committing the batch", reason, code, exc_info=exc_info)
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(CRASH_EXIT_CODE)
+    os._exit(code)
 
 
 async def finish_batch(what: str, events: Sequence[EventT], work: Awaitable[None]) -> None:

@@ -4,7 +4,6 @@ the config follower when --config-reload is on, and the graceful restart it may 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -74,10 +73,10 @@ def finish(argv: Sequence[str]) -> int:
 
 
 def run_worker(stages: Sequence[str], argv: Sequence[str]) -> int:
-    import faust
-
     from streams.agents import Pipeline
     from streams.app import create_app
+    from streams.crash import Worker
+    from streams.deadletters import CRASH_EXIT_CODE
 
     live = live_settings()
     settings = live.current
@@ -87,9 +86,17 @@ def run_worker(stages: Sequence[str], argv: Sequence[str]) -> int:
     if config is not None:
         app.task(config.run)
     log.info("worker starting: stages %s", ", ".join(stages))
-    worker = faust.Worker(app, loglevel=settings.logging.level.lower(), redirect_stdouts=False)
-    with contextlib.suppress(SystemExit):  # Faust ends its worker with sys.exit
+    worker = Worker(
+        app,
+        stopped=lambda: finish(argv),
+        loglevel=settings.logging.level.lower(),
+        redirect_stdouts=False,
+    )
+    try:
         worker.execute_from_commandline()
+    except SystemExit as end:  # how Faust's worker always ends; not 0 when it failed to start
+        if end.code:
+            return CRASH_EXIT_CODE
     return finish(argv)
 
 
