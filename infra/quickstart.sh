@@ -45,7 +45,7 @@ echo "Stored in ClickHouse (embedded chDB at $chdb), database facestream:"
 cat <<TXT
 
 Query it yourself:  .venv/bin/facestream db query "SELECT * FROM facestream.events FINAL LIMIT 5"
-Kafka topics:       facestream.{images,detections,liveness,descriptors,matches,events,faces,samples,dead_letters}
+Kafka topics:       facestream.{images,detections,liveness,descriptors,events,faces,samples,dead_letters}
                     on 127.0.0.1:$FACESTREAM_KAFKA_PORT (stop it with: bash infra/stack.sh stop)
 Worker log:         $worker_log
 TXT

@@ -13,9 +13,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from processors.errors import ImageError
 from processors.types import ImageBGR
 
-# Photo formats only: Pillow would also open EPS (through Ghostscript), PSD, ICNS and others
-# whose decoders an untrusted upload has no business reaching.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Photo formats only, and the plain PPM family (LUNA's uploader takes .ppm): Pillow would also
+# open EPS (through Ghostscript), PSD, ICNS and others whose decoders an untrusted upload has no
+# business reaching.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 
 
 def _is_truncation(exc: BaseException) -> bool:
@@ -66,8 +67,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageBGR:
         try:
             image.load()
             upright = ImageOps.exif_transpose(image)
-            if upright.mode.startswith("I;16"):
-                # 16-bit grey (PNG, TIFF): Pillow's convert would clip it to white, not scale it.
+            if upright.mode.startswith("I;16") or (image.format == "PPM" and upright.mode == "I"):
+                # 16-bit grey (PNG, TIFF; PGM opens as I, scaled to 0..65535): Pillow's convert
+                # would clip it to white, not scale it.
                 pixels = (np.asarray(upright, dtype=np.uint16) >> 8).astype(np.uint8)
                 conversion = cv2.COLOR_GRAY2BGR
             else:

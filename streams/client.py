@@ -9,7 +9,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
+from PIL import Image
 
+from processors.image import ACCEPTED_FORMATS
 from streams import claim_check, topics
 from streams.settings import Settings
 
@@ -19,26 +21,28 @@ ENVELOPE_BYTES = 64 * 1024
 
 
 class ImageProducer:
-    """Produces Image messages; images over the broker's limit travel as a claim check."""
+    """Produces Image messages; images over the broker's limit travel as a claim check.
 
-    def __init__(self, settings: Settings) -> None:
+    Given a producer, it sends through that one (a process keeps one producer: the API's
+    publishes faces and lists through it too) and leaves starting and stopping it to its owner;
+    otherwise it makes its own, started and stopped with `async with`."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer | None = None) -> None:
         self.settings = settings
         self.topic = topics.topic_name(settings.kafka, topics.IMAGES)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=topics.bootstrap_servers(settings.kafka),
-            max_request_size=settings.kafka.max_message_bytes,
-            linger_ms=5,
-            acks="all",
-        )
+        self._owned = producer is None
+        self._producer = producer or topics.producer(settings.kafka, linger_ms=5)
 
     async def __aenter__(self) -> Self:
-        await self._producer.start()
+        if self._owned:
+            await self._producer.start()
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._producer.stop()
+        if self._owned:
+            await self._producer.stop()
 
     def image_record(
         self,
@@ -86,4 +90,7 @@ def read_folder(folder: Path, extensions: frozenset[str]) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
 
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff"})
+# The files of the formats the decoder accepts, by the extensions Pillow registers for them.
+IMAGE_EXTENSIONS = frozenset(
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in ACCEPTED_FORMATS
+)

@@ -85,8 +85,11 @@ class ReextractionTask:
         batch_size: int = 128,
         limit: int | None = None,
         lanes: int | None = None,
+        producer: AIOKafkaProducer | None = None,
     ) -> None:
+        """`producer`: the process's started one (the API's), else the task makes its own."""
         self.settings = settings
+        self._shared_producer = producer
         self.version = version
         self.task_id = task_id
         self.models = models or ModelSet(settings.worker.models_dir)
@@ -109,11 +112,8 @@ class ReextractionTask:
         extractor = self.models.extractor(self.version, threads=1)
         await topics.ensure_topics(self.settings.kafka)
         follow = asyncio.create_task(self.directory.follow(self.settings))
-        producer = AIOKafkaProducer(
-            bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
-            max_request_size=self.settings.kafka.max_message_bytes,
-            acks="all",
-        )
+        owned = self._shared_producer is None
+        producer = self._shared_producer or topics.producer(self.settings.kafka)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=topics.bootstrap_servers(self.settings.kafka),
             group_id=group_id(self.settings, self.task_id),
@@ -122,14 +122,16 @@ class ReextractionTask:
             max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
         )
         try:
+            starts = [producer.start()] if owned else []
             await asyncio.gather(
-                producer.start(), self._start_consumer(consumer), self.directory.ready.wait()
+                *starts, self._start_consumer(consumer), self.directory.ready.wait()
             )
             return await self.replay(consumer, producer, extractor, on_progress)
         finally:
             follow.cancel()
             await consumer.stop()
-            await producer.stop()
+            if owned:
+                await producer.stop()
 
     async def replay(
         self,

@@ -32,7 +32,7 @@ from streams.settings import (
 )
 
 Record = dict[str, Any]
-Output = Literal["detections", "samples", "liveness", "descriptors", "matches", "events", "faces"]
+Output = Literal["detections", "samples", "liveness", "descriptors", "events", "faces"]
 
 
 @dataclass
@@ -368,10 +368,8 @@ class MatchStage:
                     "matched_version": serving if context["list_ids"] else None,
                 }
             )
-        timed = _timed(context, self.name, started)
-        matched = {**record, "context": timed, "faces": faces}
         event = {
-            "context": timed,
+            "context": _timed(context, self.name, started),
             "finished_at": now_utc(),
             "status": "ok",
             "error_code": None,
@@ -381,8 +379,7 @@ class MatchStage:
             "descriptor_version": version,
             "faces": faces,
         }
-        key = context["event_id"]
-        return Result([*emits, Emit("matches", key, matched), Emit("events", key, event)])
+        return Result([*emits, Emit("events", context["event_id"], event)])
 
     def _refused_enrollment(self, context: Record) -> ProcessingError | None:
         """A face id or list id of another account is not the sender's to use: refused, nothing

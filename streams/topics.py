@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -38,7 +40,6 @@ IMAGES = TopicSpec("images", "Image")
 DETECTIONS = TopicSpec("detections", "Detections")
 LIVENESS = TopicSpec("liveness", "LivenessResults")
 DESCRIPTORS = TopicSpec("descriptors", "Descriptors")
-MATCHES = TopicSpec("matches", "MatchResults")
 EVENTS = TopicSpec("events", "Event")
 FACES = TopicSpec("faces", "Face", compacted=True)
 SAMPLES = TopicSpec("samples", "Sample", compacted=True)
@@ -53,7 +54,6 @@ ALL = (
     DETECTIONS,
     LIVENESS,
     DESCRIPTORS,
-    MATCHES,
     EVENTS,
     FACES,
     SAMPLES,
@@ -74,6 +74,17 @@ def bootstrap_servers(settings: KafkaSettings) -> str:
     """Faust's kafka://host:port[;host:port] URL as aiokafka's bootstrap list."""
     hosts = settings.broker.replace("kafka://", "").replace(";", ",")
     return ",".join(h.strip().removeprefix("kafka://") for h in hosts.split(","))
+
+
+def producer(settings: KafkaSettings, **options: Any) -> AIOKafkaProducer:
+    """A producer whose sends are acknowledged by every replica and may be as large as a topic
+    takes; a process makes one and shares it."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(settings),
+        max_request_size=settings.max_message_bytes,
+        acks="all",
+        **options,
+    )
 
 
 def topic_config(settings: KafkaSettings, spec: TopicSpec) -> dict[str, str]:

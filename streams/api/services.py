@@ -1,5 +1,6 @@
-"""What the API's handlers share: settings, models, the Kafka producer, the directory of faces
-and lists, the events being waited for, and ClickHouse."""
+"""What the API's handlers share: settings, models, the Kafka producer (the process's only one:
+images, faces, lists and re-extraction results all go through it), the directory of faces and
+lists, the events being waited for, and ClickHouse."""
 
 from __future__ import annotations
 
@@ -77,20 +78,16 @@ class Services:
         live.subscribe(
             lambda old, new: models.set_detection_threshold(new.detection.score_threshold)
         )
+        producer = topics.producer(settings.kafka)
         return cls(
             live=live,
             models=models,
-            images=ImageProducer(settings),
-            producer=AIOKafkaProducer(
-                bootstrap_servers=topics.bootstrap_servers(settings.kafka),
-                max_request_size=settings.kafka.max_message_bytes,
-                acks="all",
-            ),
+            images=ImageProducer(settings, producer),
+            producer=producer,
         )
 
     async def start(self) -> None:
         await topics.ensure_topics(self.settings.kafka)
-        await self.images.__aenter__()
         await self.producer.start()
         self._tasks = [
             asyncio.create_task(self.directory.follow(self.settings), name="directory"),
@@ -107,7 +104,6 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.producer.stop()
-        await self.images.__aexit__(None, None, None)
         if self._clickhouse is not None:
             self._clickhouse.close()
 

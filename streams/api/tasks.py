@@ -58,7 +58,12 @@ async def start_reextraction(request: Request) -> JSONResponse:
     if task_id in tasks and not tasks[task_id].runner.done():
         raise ApiError(409, "task_running", f"task {task_id} is already running")
     task = ReextractionTask(
-        services.settings, version, task_id, models=services.models, lanes=lanes
+        services.settings,
+        version,
+        task_id,
+        models=services.models,
+        lanes=lanes,
+        producer=services.producer,
     )
 
     async def run() -> None:

@@ -47,7 +47,6 @@ READERS: dict[str, str] = {
     "events": GROUP,  # store_events; the API's event waiter follows it too
     "faces": GROUP,  # store_faces; the gallery (worker) and the directory (API) follow it too
     "reextractions": GROUP,  # store_reextractions
-    "matches": "not consumed: the match stage's output, for subscribers outside facestream",
     "samples": "read only by a re-extraction task, under a group of its own, while one runs",
     "lists": "followed outside any group by the gallery and the directory: skipped, logged",
     "config": "followed by --config-reload and `config show`: a section refused, shown",

@@ -79,7 +79,7 @@ def test_not_an_image(data: bytes) -> None:
     _refused(data, "undecodable_image")
 
 
-@pytest.mark.parametrize("fmt", ["PPM", "TGA", "ICO", "PDF"])
+@pytest.mark.parametrize("fmt", ["TGA", "ICO", "PDF"])
 def test_formats_outside_the_photo_ones_are_refused(fmt: str) -> None:
     _refused(_encode(_photo(), fmt), "undecodable_image")
 

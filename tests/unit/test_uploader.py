@@ -30,7 +30,7 @@ def source(tmp_path: Path) -> Path:
     (folder / "empty-room.tif").write_bytes(NO_FACE)
     (folder / "broken.bmp").write_bytes(BROKEN)
     (folder / "notes.txt").write_bytes(ONE_FACE)
-    (folder / "a.gif").write_bytes(ONE_FACE)
+    (folder / "a.svg").write_bytes(ONE_FACE)
     return folder
 
 
