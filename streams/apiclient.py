@@ -38,7 +38,7 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar,
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from streams.api.shapes import (
     Accepted,
@@ -69,6 +69,7 @@ from streams.api.shapes import (
     SdkFaces,
     Task,
     Tasks,
+    refused,
 )
 
 __all__ = [
@@ -177,9 +178,14 @@ def _faces(response: httpx.Response) -> list[Face]:
     return list(_shape(Faces)(response).faces)
 
 
-def _body(shape: BaseModel) -> dict[str, Any]:
-    """A request body as the server's model validates it, unset options left out."""
-    return shape.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+def _body(shape: type[BaseModel], **values: Any) -> dict[str, Any]:
+    """A request body as the server's model validates it, unset options left out. What the
+    server would refuse is refused here, as the same 400 with the same code, unsent."""
+    try:
+        body = shape(**values)
+    except ValidationError as exc:
+        raise ApiError(400, *refused(shape, exc)) from None
+    return body.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
 
 
 def _flag(value: bool) -> int:
@@ -333,7 +339,7 @@ class Endpoints:
 
     def create_list(self, user_data: str | None = None) -> Call[str]:
         """Creates a list; its id."""
-        body = _body(NewList(user_data=user_data))
+        body = _body(NewList, user_data=user_data)
         return Call(
             self._request("POST", "/v1/lists", json=body),
             lambda r: _shape(ListCreated)(r).list_id,
@@ -363,7 +369,7 @@ class Endpoints:
     def _link(
         self, list_id: str, action: Literal["attach", "detach"], face_ids: Sequence[str]
     ) -> Call[None]:
-        body = _body(LinkFaces(action=action, face_ids=list(face_ids)))
+        body = _body(LinkFaces, action=action, face_ids=list(face_ids))
         return Call(self._request("PATCH", _list_path(list_id) + "/faces", json=body), _no_content)
 
     def create_faces(
@@ -404,13 +410,13 @@ class Endpoints:
         list_ids: Sequence[str] = (),
     ) -> Call[Face]:
         """Creates a face with the descriptor and sample of an event's face."""
-        shape = FaceFromEvent(
+        body = _body(
+            FaceFromEvent,
             event_id=event_id,
             face_index=face_index,
             user_data=user_data,
             list_ids=list(list_ids) or None,
-        )
-        body = _body(shape) | {"face_index": face_index}  # always said, though the default
+        ) | {"face_index": face_index}  # always said, though the default
         return Call(self._request("POST", "/v1/faces", json=body), lambda r: _faces(r)[0])
 
     def get_face(self, face_id: str) -> Call[Face]:
@@ -424,7 +430,7 @@ class Endpoints:
     ) -> Call[Task]:
         """Re-extract every stored sample with `version`; the same task_id resumes a task.
         `lanes`: extractions side by side (default: one per core of the API's machine)."""
-        body = _body(Reextract(version=version, task_id=task_id or None, lanes=lanes or None))
+        body = _body(Reextract, version=version, task_id=task_id or None, lanes=lanes or None)
         return Call(self._request("POST", "/v1/tasks/reextract", json=body), _shape(Task))
 
     def list_tasks(self) -> Call[list[Task]]:
@@ -450,10 +456,13 @@ class Endpoints:
         threshold: float | None = None,
     ) -> Call[list[MatchResult]]:
         """The best `limit` candidates of each reference, in the order of the references."""
-        shape = MatchRequest(
-            references=list(references), candidates=candidates, limit=limit, threshold=threshold
-        )
-        body = _body(shape) | {"references": [r.to_json() for r in references], "limit": limit}
+        body = _body(
+            MatchRequest,
+            references=list(references),
+            candidates=candidates,
+            limit=limit,
+            threshold=threshold,
+        ) | {"references": [r.to_json() for r in references], "limit": limit}
         return Call(
             self._request("POST", "/v1/matcher/faces", json=body),
             lambda r: list(_shape(MatchResults)(r).results),

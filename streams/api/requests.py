@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from streams.api.errors import ApiError
-from streams.api.shapes import TASK_ID_PATTERN, Body, Code, Query
+from streams.api.shapes import TASK_ID_PATTERN, Body, Query, refused
 
 ACCOUNT_HEADER = "Luna-Account-Id"
 ADMIN_HEADER = "Authorization"
@@ -163,43 +163,7 @@ def task_id(value: str) -> str:
 
 def refusal(model: type[BaseModel], exc: ValidationError) -> ApiError:
     """A 400 naming the first refused field, with the code that field (or its model) declares."""
-    error = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in error["loc"]) or "the request"
-    return ApiError(400, _code(model, error["loc"]), f"{where}: {error['msg']}")
-
-
-def _code(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """The innermost code along `loc`: a field's `Code`, else the model's `refusal_code`."""
-    code: str = getattr(model, "refusal_code", "bad_json")
-    current: type[BaseModel] | None = model
-    for part in loc:
-        if current is None:
-            break
-        code = getattr(current, "refusal_code", code)  # inside this model now
-        if isinstance(part, int):
-            continue  # an item of a list of `current`
-        field = current.model_fields.get(part)
-        if field is None:
-            break
-        found_code, current = _declared(field.annotation, field.metadata)
-        code = found_code or str(getattr(current, "refusal_code", code))
-    return code
-
-
-def _declared(annotation: Any, metadata: list[Any]) -> tuple[str | None, type[BaseModel] | None]:
-    """The `Code` and the model found in a field's type (through Annotated, unions, lists)."""
-    code = next((item.code for item in metadata if isinstance(item, Code)), None)
-    model = None
-    pending = [annotation]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, Code):
-            code = code or item.code
-        elif isinstance(item, type) and issubclass(item, BaseModel):
-            model = model or item
-        else:
-            pending.extend(typing.get_args(item))
-    return code, model
+    return ApiError(400, *refused(model, exc))
 
 
 Q = TypeVar("Q", bound=Query)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
@@ -584,3 +585,46 @@ class Task(Shape):
 class Tasks(Shape):
     tasks: tuple[Task, ...]
     model_config = ConfigDict(json_schema_extra=examples({"tasks": [TASK]}))
+
+
+def refused(model: type[BaseModel], exc: ValidationError) -> tuple[str, str]:
+    """(error code, description) of a request `model` refuses: the first refused field, with
+    the code that field (or its model) declares. The server answers it as a 400; the client
+    raises it before sending what the server would refuse."""
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the request"
+    return _code(model, error["loc"]), f"{where}: {error['msg']}"
+
+
+def _code(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """The innermost code along `loc`: a field's `Code`, else the model's `refusal_code`."""
+    code: str = getattr(model, "refusal_code", "bad_json")
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            break
+        code = getattr(current, "refusal_code", code)  # inside this model now
+        if isinstance(part, int):
+            continue  # an item of a list of `current`
+        field = current.model_fields.get(part)
+        if field is None:
+            break
+        found_code, current = _declared(field.annotation, field.metadata)
+        code = found_code or str(getattr(current, "refusal_code", code))
+    return code
+
+
+def _declared(annotation: Any, metadata: list[Any]) -> tuple[str | None, type[BaseModel] | None]:
+    """The `Code` and the model found in a field's type (through Annotated, unions, lists)."""
+    code = next((item.code for item in metadata if isinstance(item, Code)), None)
+    model = None
+    pending = [annotation]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Code):
+            code = code or item.code
+        elif isinstance(item, type) and issubclass(item, BaseModel):
+            model = model or item
+        else:
+            pending.extend(get_args(item))
+    return code, model

@@ -640,3 +640,29 @@ def test_path_ids_are_escaped() -> None:
     with client, pytest.raises(ApiError):
         client.get_face("a/b c")
     assert fake.requests[-1].url.raw_path == b"/v1/faces/a%2Fb%20c"
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda c: c.start_reextraction(7), "bad_version"),
+        (lambda c: c.start_reextraction(2, lanes=999), "bad_lanes"),
+        (lambda c: c.start_reextraction(2, task_id="a b"), "bad_task_id"),
+    ],
+)
+def test_what_the_server_would_refuse_is_refused_unsent_with_its_code(
+    call: Callable[[Client], Any], code: str
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    transport = httpx.MockTransport(server)
+    with (
+        Client(ORIGIN, account_id=ACCOUNT, transport=transport) as client,
+        pytest.raises(ApiError) as refused,
+    ):
+        call(client)
+    assert (refused.value.status, refused.value.code, sent) == (400, code, [])
