@@ -60,6 +60,7 @@ class Worker(faust.Worker):
         self.stopped = stopped
         self.stop_timeout_s = stop_timeout_s
         self._ending: Callable[[], int] | None = None  # its exit code, once the worker is ending
+        self.deadline: threading.Timer | None = None  # the watchdog of a stop under way
 
     def _crash(self, reason: BaseException) -> None:
         if self._ending is None:
@@ -81,9 +82,9 @@ class Worker(faust.Worker):
         if self._ending is not None:
             return
         self._ending = code
-        deadline = threading.Timer(self.stop_timeout_s, self._overdue, args=(code,))
-        deadline.daemon = True
-        deadline.start()
+        self.deadline = threading.Timer(self.stop_timeout_s, self._overdue, args=(code,))
+        self.deadline.daemon = True
+        self.deadline.start()
 
     def _overdue(self, code: Callable[[], int]) -> None:
         exit_now(

@@ -69,7 +69,11 @@ def run_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[Scenar
             for service in (worker, app):  # what their start does first: the service tree
                 for dependency in service.on_init_dependencies():
                     service.add_dependency(dependency)
-            await scenario(app, worker, crash)
+            try:
+                await scenario(app, worker, crash)
+            finally:  # a watchdog left running would end pytest itself once os._exit is real
+                if worker.deadline is not None:
+                    worker.deadline.cancel()
 
         asyncio.run(main())
 
