@@ -15,6 +15,7 @@ lets its offsets be committed.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +53,8 @@ def register(pipeline: Pipeline) -> None:
     Embedded chDB is one process's own, so that worker upgrades it (nothing to race)."""
     storage = pipeline.settings.storage
     client = connect(storage.clickhouse_url, storage.chdb_path)
+    # Closed before the interpreter tears down: chDB left open crashes the process at exit.
+    atexit.register(client.close)
     if not storage.clickhouse_url:
         applied = upgrade(client, storage.database)
         log.info("ClickHouse at %s: %d migrations applied", client.url, len(applied))

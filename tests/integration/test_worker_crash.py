@@ -13,12 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from streams.crash import STOP_TIMEOUT_S
 from streams.deadletters import CRASH_EXIT_CODE
-from streams.launch import REPO, upgrade_schema
+from streams.launch import REPO, WorkerProcess, upgrade_schema
 from tests.integration.conftest import Deployment
 
 pytestmark = pytest.mark.integration
@@ -113,3 +114,15 @@ def test_sigterm_ends_a_worker_whose_stop_hangs_within_the_deadline(
     assert worker.process.wait(STOP_TIMEOUT_S + 15) == 0, worker.text()
     assert STOP_TIMEOUT_S - 1 < time.monotonic() - sent_at < STOP_TIMEOUT_S + 10
     assert f"did not stop within {STOP_TIMEOUT_S:.0f} s" in worker.text()
+
+
+def test_a_worker_on_embedded_chdb_stops_cleanly(deployment: Deployment, tmp_path: Path) -> None:
+    """chDB left open crashed the interpreter's teardown (SIGSEGV, exit 139) after a clean stop."""
+    env = {k: v for k, v in deployment.env.items() if k != "FACESTREAM_STORAGE__CLICKHOUSE_URL"}
+    worker = WorkerProcess(env | {"FACESTREAM_STATE": str(tmp_path / "state")}, tmp_path / "w.log")
+    try:
+        worker.wait_ready()
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(40) == 0, worker.tail()
+    finally:
+        worker.stop()
