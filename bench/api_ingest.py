@@ -24,9 +24,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.launch import REPO, ApiProcess, stack_env
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import REPO, ApiProcess, stack_env
+from streams.kafka import topics
 from streams.settings import Settings
 
 WRK_SCRIPT = """

@@ -23,13 +23,14 @@ from processors import align
 from processors.errors import ProcessingError
 from processors.image import decode_image
 from sinks.clickhouse import DriverClient
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
-from streams.gallery import GalleryIndex
-from streams.launch import REPO, WorkerProcess, stack_env
-from streams.models import ModelSet
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import REPO, WorkerProcess, stack_env
+from streams.kafka.gallery import GalleryIndex
+from streams.kafka.images import ImageProducer
+from streams.kafka.topics import ensure_topics
+from streams.models.modelset import ModelSet
 from streams.settings import Settings
-from streams.stages import select_faces
-from streams.topics import ensure_topics
+from streams.worker.stages import select_faces
 
 ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
 LIST = "bench"

@@ -28,13 +28,13 @@ from aiokafka import AIOKafkaProducer
 import schemas
 from processors import align
 from processors.image import decode_image, encode_jpeg
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.launch import stack_env
-from streams.models import ModelSet
-from streams.reextract import LANE_CHUNK, ReextractionTask
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import stack_env
+from streams.kafka import topics
+from streams.models.modelset import ModelSet
 from streams.settings import Settings
-from streams.stages import decode_sample
+from streams.worker.replay import LANE_CHUNK, ReextractionTask
+from streams.worker.stages import decode_sample
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 128

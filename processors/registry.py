@@ -1,6 +1,6 @@
 """The versioned model registry: which ONNX file each model is, and checking it before use.
 
-`facestream models pull` (streams.models_pull) writes the files and a `manifest.json` with the
+`facestream models pull` (streams.models.pull) writes the files and a `manifest.json` with the
 sha256 of each; a worker opens a model only through `model_path`, so a missing, stale or tampered
 file stops it at start-up with a message saying what to do, not mid-stream with a shape error.
 """

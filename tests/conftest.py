@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from processors.registry import default_models_dir
-from streams.models_pull import pull
+from streams.models.pull import pull
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from streams.api import docs, events, faces, ingest, lists, liveness, matcher, t
 from streams.api.errors import HANDLERS
 from streams.api.services import Services
 from streams.api.spec import Operation, route_table
-from streams.run import live_settings
+from streams.control.process import live_settings
 from streams.settings import LiveSettings
 
 API: tuple[Operation, ...] = (

@@ -87,7 +87,7 @@ async def health(request: Request) -> JSONResponse:
 
 async def effective_settings(request: Request) -> JSONResponse:
     """The settings this process uses now, secrets hidden."""
-    from streams.config import hide_secrets
+    from streams.control.config import hide_secrets
 
     admin(request)
     services = request.app.state.services

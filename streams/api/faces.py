@@ -17,7 +17,6 @@ from processors import align
 from processors.errors import ProcessingError
 from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, ImageBGR
-from streams import topics
 from streams.api import render
 from streams.api.errors import ApiError, not_found
 from streams.api.lists import JSON_LIMIT
@@ -25,6 +24,7 @@ from streams.api.requests import account_id, image_and_fields, json_model, query
 from streams.api.services import Services
 from streams.api.shapes import Face, FaceFromEvent, Faces, FacesQuery
 from streams.api.spec import Operation
+from streams.kafka import topics
 
 Record = dict[str, Any]
 

@@ -26,7 +26,7 @@ from streams.api import render, requests
 from streams.api.errors import ApiError
 from streams.api.shapes import OS_VALUES, LivenessQuery, LivenessResult, SdkFaces, SdkQuery
 from streams.api.spec import Operation, route_table
-from streams.models import ModelSet
+from streams.models.modelset import ModelSet
 from streams.settings import Settings
 
 

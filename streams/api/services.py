@@ -15,13 +15,13 @@ from starlette.concurrency import run_in_threadpool
 
 from sinks.clickhouse import connect
 from sinks.types import ClickHouseClient, Params
-from streams import topics
 from streams.api.errors import ApiError
-from streams.client import ImageProducer
-from streams.directory import Directory
-from streams.models import ModelSet
-from streams.reader import TopicReader, keep_following
-from streams.run import follower
+from streams.control.process import follower
+from streams.kafka import topics
+from streams.kafka.directory import Directory
+from streams.kafka.images import ImageProducer
+from streams.kafka.reader import TopicReader, keep_following
+from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings, Settings
 
 Record = dict[str, Any]

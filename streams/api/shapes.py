@@ -1,6 +1,6 @@
 """Every JSON shape of the HTTP API, written once: the server validates requests and serialises
 responses with these models, the OpenAPI document is generated from them (streams.api.spec),
-and the client (streams.apiclient) builds requests and parses answers with them.
+and the client (streams.client.http) builds requests and parses answers with them.
 
 Request bodies are strict (`true` is no integer, `1.0` no face index); query parameters arrive
 as strings and are converted. A refused field answers 400 with the error code of the innermost
@@ -31,7 +31,7 @@ from processors.registry import DESCRIPTOR_VERSIONS
 
 USER_DATA_MAX = 128
 MAX_FACE_INDEX = 65535  # the tables' UInt16
-MAX_LANES = 64  # streams.reextract checks the same bound (tests/unit/test_openapi.py)
+MAX_LANES = 64  # streams.worker.replay checks the same bound (tests/unit/test_openapi.py)
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # names files and consumer groups
 OS_VALUES = ("IOS", "ANDROID", "DESKTOP", "UNKNOWN")
 EXAMPLE_ID = "0b0e8c7a-5b6e-4a43-9a7e-1f4d7b1c2a10"

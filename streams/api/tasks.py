@@ -13,7 +13,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from streams import topics
 from streams.api import render
 from streams.api.errors import ApiError
 from streams.api.lists import JSON_LIMIT
@@ -22,8 +21,9 @@ from streams.api.requests import task_id as valid_task_id
 from streams.api.services import Services
 from streams.api.shapes import Reextract, Task, Tasks
 from streams.api.spec import Media, Operation
-from streams.reader import TopicReader
-from streams.reextract import ReextractionTask
+from streams.kafka import topics
+from streams.kafka.reader import TopicReader
+from streams.worker.replay import ReextractionTask
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from streams.settings import get_settings
 
 
 def _models_pull(args: argparse.Namespace) -> int:
-    from streams.models_pull import pull
+    from streams.models.pull import pull
 
     folder = args.dir or get_settings().worker.models_dir
     paths = pull(folder, force=args.force)
@@ -59,7 +59,7 @@ def _db_query(args: argparse.Namespace) -> int:
 
 
 def _topics_create(args: argparse.Namespace) -> int:
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     created = asyncio.run(ensure_topics(get_settings().kafka))
     print(f"created {len(created)} topic(s)" + "".join(f"\n  {t}" for t in created))

@@ -12,8 +12,8 @@ from streams.settings import Settings
 def _config(args: argparse.Namespace) -> int:
     import json
 
-    from streams import config
-    from streams.topics import ensure_topics
+    from streams.control import config
+    from streams.kafka.topics import ensure_topics
 
     settings = Settings()
     asyncio.run(ensure_topics(settings.kafka))

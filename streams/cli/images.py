@@ -17,7 +17,7 @@ DEFAULT_ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
 
 
 def _send(args: argparse.Namespace) -> int:
-    from streams.demo import send_folder
+    from streams.client.demo import send_folder
 
     return asyncio.run(
         send_folder(
@@ -32,7 +32,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from streams.demo import enroll_folder
+    from streams.client.demo import enroll_folder
 
     return asyncio.run(
         enroll_folder(
@@ -46,7 +46,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from streams.uploader import UploadOptions, run_upload
+    from streams.client.uploader import UploadOptions, run_upload
 
     if not args.descriptor:
         log.warning("--descriptor 0 changes nothing: every face carries a descriptor")
@@ -75,7 +75,7 @@ def _upload(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.client.demo import run_demo
 
     return asyncio.run(run_demo(get_settings(), args.testdata, timeout=args.timeout))
 

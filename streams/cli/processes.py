@@ -11,7 +11,7 @@ from streams.settings import get_settings
 
 def _apply_reload_options(args: argparse.Namespace) -> None:
     """Passed on by environment, so processes started for this one follow them too."""
-    from streams.run import PULLING_ENV, RELOAD_ENV
+    from streams.control.process import PULLING_ENV, RELOAD_ENV
 
     if args.config_reload:
         os.environ[RELOAD_ENV] = "1"
@@ -20,13 +20,14 @@ def _apply_reload_options(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from streams.agents import STAGES
-    from streams.run import SUPERVISED_ENV, run_worker
+    from streams.control.process import SUPERVISED_ENV
+    from streams.worker.agents import STAGES
+    from streams.worker.main import run_worker
 
     _apply_reload_options(args)
     count = args.workers or get_settings().worker.worker_count
     if count > 1 and os.environ.get(SUPERVISED_ENV) != "1":
-        from streams.supervisor import run_workers
+        from streams.control.supervisor import run_workers
 
         # The reload options travel by environment; only the stages need passing on.
         return run_workers(count, ["--stages", args.stages] if args.stages else [])
@@ -47,7 +48,8 @@ def _worker_count(text: str) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from streams.run import API_SOCKET_ENV, SUPERVISED_ENV, run_api
+    from streams.api.main import run_api
+    from streams.control.process import API_SOCKET_ENV, SUPERVISED_ENV
 
     _apply_reload_options(args)
     api = get_settings().api
@@ -57,7 +59,7 @@ def _api(args: argparse.Namespace) -> int:
 
         import uvicorn
 
-        from streams.supervisor import run_workers
+        from streams.control.supervisor import run_workers
 
         # Bound here, once, and shared: the kernel hands each connection to one process, and a
         # process that restarts leaves the port open meanwhile (connections wait in its backlog).

@@ -12,7 +12,7 @@ MAX_BATCH = 4096
 
 
 def _lanes(text: str) -> int:
-    from streams.reextract import MAX_LANES  # here: the module is heavy for `--help`
+    from streams.worker.replay import MAX_LANES  # here: the module is heavy for `--help`
 
     return number_in(1, MAX_LANES, int)(text)
 
@@ -22,7 +22,7 @@ def _reextract(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from streams.reextract import Progress, ReextractionTask
+    from streams.worker.replay import Progress, ReextractionTask
 
     task_id = args.task_id or f"to-v{args.version}"
     task = ReextractionTask(

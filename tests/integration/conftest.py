@@ -21,8 +21,8 @@ from unittest import mock
 import pytest
 
 from sinks.clickhouse import DriverClient
-from streams import launch
-from streams.launch import REPO, ApiProcess, WorkerProcess, free_port
+from streams.control import launch
+from streams.control.launch import REPO, ApiProcess, WorkerProcess, free_port
 from streams.settings import Settings
 from tests.integration.servers import PrivateServer
 

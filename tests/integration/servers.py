@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from streams.launch import REPO, free_port
+from streams.control.launch import REPO, free_port
 
 SHARED_STATE = Path(os.environ.get("FACESTREAM_STATE", REPO / ".facestream"))
 

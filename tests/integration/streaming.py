@@ -9,8 +9,8 @@ import uuid
 from unittest import mock
 
 from sinks.clickhouse import DriverClient
-from streams.client import ImageProducer
-from streams.launch import WorkerProcess
+from streams.control.launch import WorkerProcess
+from streams.kafka.images import ImageProducer
 from streams.settings import Settings
 from tests.integration.conftest import Deployment
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.launch import ApiProcess
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import ApiProcess
 
 pytestmark = pytest.mark.integration
 JPEG = {"content-type": "image/jpeg"}

@@ -17,7 +17,7 @@ import pytest
 from starlette.routing import Route
 
 from streams.api.app import ROUTES
-from streams.launch import ApiProcess
+from streams.control.launch import ApiProcess
 from tests.integration.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.launch import ApiProcess
+from streams.control.launch import ApiProcess
 from tests.integration.conftest import RELOAD, Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse import DriverClient
-from streams import claim_check, topics
-from streams.client import ImageProducer
-from streams.launch import WorkerProcess
-from streams.reader import TopicReader
+from streams.control.launch import WorkerProcess
+from streams.kafka import claim_check, topics
+from streams.kafka.images import ImageProducer
+from streams.kafka.reader import TopicReader
 from streams.settings import Settings
 from tests.integration.test_pipeline import wait_rows
 

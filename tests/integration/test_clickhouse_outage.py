@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaProducer
 
 import schemas
 from sinks.clickhouse import DriverClient
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.launch import WorkerProcess
-from streams.reader import TopicReader
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import WorkerProcess
+from streams.kafka import topics
+from streams.kafka.reader import TopicReader
 from streams.settings import Settings
 from tests import sink_records
 from tests.integration.conftest import Deployment, influx_query

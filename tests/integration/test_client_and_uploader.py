@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streams.apiclient import ApiError, AsyncClient, Candidates, Client, Reference
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.launch import REPO, ApiProcess
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.client.http import ApiError, AsyncClient, Candidates, Client, Reference
+from streams.control.launch import REPO, ApiProcess
 
 pytestmark = pytest.mark.integration
 

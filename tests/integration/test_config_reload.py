@@ -15,11 +15,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from sinks.clickhouse import DriverClient
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
-from streams.launch import ApiProcess, CommandProcess, WorkerProcess, free_port
-from streams.reader import TopicReader
-from streams.reload import SHUTDOWN_EXIT_CODE
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import ApiProcess, CommandProcess, WorkerProcess, free_port
+from streams.control.reload import SHUTDOWN_EXIT_CODE
+from streams.kafka import topics
+from streams.kafka.images import ImageProducer
+from streams.kafka.reader import TopicReader
 from streams.settings import Settings
 from tests.integration.conftest import ADMIN_TOKEN, RELOAD, Deployment
 

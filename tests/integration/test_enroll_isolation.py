@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
-from streams.launch import ApiProcess
-from streams.reader import TopicReader
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import ApiProcess
+from streams.kafka import topics
+from streams.kafka.images import ImageProducer
+from streams.kafka.reader import TopicReader
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

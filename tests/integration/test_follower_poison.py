@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 import schemas
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.launch import ApiProcess, WorkerProcess
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import ApiProcess, WorkerProcess
+from streams.kafka import topics
 from streams.settings import Settings
 from tests.integration.conftest import Deployment
 

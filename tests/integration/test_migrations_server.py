@@ -13,7 +13,7 @@ import pytest
 from sinks import migrate
 from sinks.clickhouse import DriverClient
 from sinks.types import ClickHouseClient
-from streams.launch import WorkerProcess
+from streams.control.launch import WorkerProcess
 from tests import migration_checks
 from tests.integration.conftest import Deployment
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse import DriverClient
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.launch import WorkerProcess
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import WorkerProcess
 from streams.settings import Settings
 from tests.integration.conftest import Deployment, influx_query
 from tests.integration.servers import PrivateServer

@@ -17,10 +17,11 @@ from PIL import Image
 
 import schemas
 from sinks.clickhouse import DriverClient
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
-from streams.launch import WorkerProcess
-from streams.reader import TopicReader
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.control.launch import WorkerProcess
+from streams.kafka import topics
+from streams.kafka.images import ImageProducer
+from streams.kafka.reader import TopicReader
 from streams.settings import KafkaSettings, Settings
 from tests.integration.conftest import influx_query
 

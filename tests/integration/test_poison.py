@@ -20,12 +20,12 @@ from aiokafka import AIOKafkaProducer
 
 import schemas
 from sinks.clickhouse import DriverClient
-from streams import topics
-from streams.client import ENVELOPE_BYTES
-from streams.launch import WorkerProcess, free_port
-from streams.reader import TopicReader
+from streams.control.launch import WorkerProcess, free_port
+from streams.control.supervisor import SLOT_ENV
+from streams.kafka import topics
+from streams.kafka.images import ENVELOPE_BYTES
+from streams.kafka.reader import TopicReader
 from streams.settings import Settings
-from streams.supervisor import SLOT_ENV
 from tests.integration.test_pipeline import people, send_and_collect
 from tests.unit.test_stage_faults import detections
 

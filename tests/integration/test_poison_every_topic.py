@@ -23,11 +23,11 @@ from fastavro.utils import generate_one
 
 import schemas
 from sinks.clickhouse import DriverClient
-from streams import topics
-from streams.client import ENVELOPE_BYTES
-from streams.deadletters import PAYLOAD_BOUND
-from streams.launch import WORKER_READY, ApiProcess, WorkerProcess
+from streams.control.launch import WORKER_READY, ApiProcess, WorkerProcess
+from streams.kafka import topics
+from streams.kafka.images import ENVELOPE_BYTES
 from streams.settings import Settings
+from streams.worker.deadletters import PAYLOAD_BOUND
 from tests.integration.conftest import RELOAD, Deployment
 from tests.integration.streaming import Counts, send_all
 from tests.integration.test_pipeline import people
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 GROUP = "group"
 # Who reads each topic. GROUP: the worker's consumer group (the stage agents of
-# streams/agents.py, the store agents of streams/store_agents.py), the one reader that
+# streams/worker/agents.py, the store agents of streams/worker/store.py), the one reader that
 # dead-letters a record it cannot use. Every other topic says why no letter is due.
 READERS: dict[str, str] = {
     "images": GROUP,  # detect

@@ -19,11 +19,12 @@ from aiokafka import AIOKafkaProducer
 import schemas
 from processors.image import encode_jpeg
 from sinks.clickhouse import DriverClient
-from streams import topics
-from streams.apiclient import ApiError, Client, Task
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
-from streams.launch import ApiProcess, WorkerProcess
-from streams.reader import TopicReader
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.client.http import ApiError, Client, Task
+from streams.control.launch import ApiProcess, WorkerProcess
+from streams.kafka import topics
+from streams.kafka.images import ImageProducer
+from streams.kafka.reader import TopicReader
 from tests.integration.conftest import ADMIN_TOKEN, RELOAD, Deployment, influx_query
 
 pytestmark = pytest.mark.integration

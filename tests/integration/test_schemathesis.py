@@ -12,7 +12,7 @@ from schemathesis import checks
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from streams.launch import ApiProcess
+from streams.control.launch import ApiProcess
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.crash import STOP_TIMEOUT_S
-from streams.deadletters import CRASH_EXIT_CODE
-from streams.launch import REPO, WorkerProcess, upgrade_schema
+from streams.control.launch import REPO, WorkerProcess, upgrade_schema
+from streams.worker.crash import STOP_TIMEOUT_S
+from streams.worker.deadletters import CRASH_EXIT_CODE
 from tests.integration.conftest import Deployment
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ WORKER = """
 import asyncio, os, sys
 from pathlib import Path
 from streams import cli
-from streams.monitoring import Monitor
+from streams.control.monitoring import Monitor
 
 trigger, failure, tick = Path(os.environ["TRIGGER"]), os.environ["FAILURE"], Monitor.tick
 

@@ -19,11 +19,11 @@ from starlette.testclient import TestClient
 import schemas
 from sinks.clickhouse import checked
 from sinks.types import Params
-from streams import topics
 from streams.api.app import ROUTES
 from streams.api.errors import HANDLERS
-from streams.directory import Directory
-from streams.models import ModelSet
+from streams.kafka import topics
+from streams.kafka.directory import Directory
+from streams.models.modelset import ModelSet
 from streams.settings import ApiSettings, Settings
 
 ACCOUNT = {"Luna-Account-Id": str(uuid.uuid4())}

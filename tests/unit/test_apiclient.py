@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from processors.image import ACCEPTED_FORMATS
 from streams.api import shapes
-from streams.apiclient import (
+from streams.client.http import (
     ApiConnectionError,
     ApiError,
     AsyncClient,

@@ -12,10 +12,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from processors.errors import ImageError
-from streams import claim_check
-from streams.client import ImageProducer
+from streams.kafka import claim_check
+from streams.kafka.images import ImageProducer
 from streams.settings import ImageSettings, Settings
-from streams.stages import read_image_bytes
+from streams.worker.stages import read_image_bytes
 
 ACCOUNT = str(uuid.uuid4())
 DATA = b"stored image bytes"

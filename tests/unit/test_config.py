@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 import schemas
-from streams.config import ConfigError, ConfigState, hide_secrets, parse_assignments, validated
-from streams.reload import apply_logging_level
+from streams.control.config import (
+    ConfigError,
+    ConfigState,
+    hide_secrets,
+    parse_assignments,
+    validated,
+)
+from streams.control.reload import apply_logging_level
 from streams.settings import CONFIG_FILE_ENV, LiveSettings, Settings
 
 

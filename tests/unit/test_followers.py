@@ -14,13 +14,13 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 import schemas
-from streams import reader, topics
-from streams.config import ConfigState, shown
-from streams.directory import Directory
-from streams.gallery import GalleryIndex, InvalidRecord
-from streams.reader import TopicReader, keep_following
+from streams.control.config import ConfigState, shown
+from streams.kafka import reader, topics
+from streams.kafka.directory import Directory
+from streams.kafka.gallery import GalleryIndex, InvalidRecord
+from streams.kafka.reader import TopicReader, keep_following
 from streams.settings import LiveSettings, Settings
-from streams.stages import MatchStage
+from streams.worker.stages import MatchStage
 
 A = "6d071cca-fda5-4a03-84d5-5bea65904480"
 B = "0dde5158-e643-45a6-8a4d-ad42448a913b"

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from processors.image import ACCEPTED_FORMATS, decode_image
-from streams import demo
 from streams.cli import main
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.uploader import SUCCESS_LOG
+from streams.client import demo
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.client.uploader import SUCCESS_LOG
 from tests.unit.test_apiclient import ONE_FACE, FakeApi
 from tests.unit.test_uploader import _run_cli
 

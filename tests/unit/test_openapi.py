@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from streams.api.app import ROUTES
 from streams.api.errors import HANDLERS
 from streams.api.shapes import MAX_LANES
-from streams.reextract import MAX_LANES as TASK_MAX_LANES
+from streams.worker.replay import MAX_LANES as TASK_MAX_LANES
 
 ACCOUNT = {"Luna-Account-Id": str(uuid.uuid4())}
 

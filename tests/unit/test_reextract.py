@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 import schemas
 from processors.image import encode_jpeg
 from processors.types import Descriptors, ImageBGR
-from streams import cli, topics
-from streams.reextract import Progress, ReextractionTask
+from streams import cli
+from streams.kafka import topics
 from streams.settings import Settings
+from streams.worker.replay import Progress, ReextractionTask
 
 TOPIC = "t.samples"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.models import ModelSet
+from streams.models.modelset import ModelSet
 from streams.settings import Settings
-from streams.stages import derived_id
-from streams.testing import InMemoryPipeline
+from streams.worker.stages import derived_id
+from streams.worker.testing import InMemoryPipeline
 from tests.unit.test_stages import image
 
 

@@ -22,12 +22,13 @@ from fastavro import parse_schema, schemaless_writer
 
 import schemas
 from processors.errors import ProcessingError
-from streams import deadletters, topics
-from streams.monitoring import Monitor
-from streams.runner import Sent, StageRunner
+from streams.control.monitoring import Monitor
+from streams.kafka import topics
 from streams.settings import LiveSettings, MiB, Settings
-from streams.stages import Emit, Record, Result
-from streams.testing import InMemoryPort, Message, Position
+from streams.worker import deadletters
+from streams.worker.runner import Sent, StageRunner
+from streams.worker.stages import Emit, Record, Result
+from streams.worker.testing import InMemoryPort, Message, Position
 
 LIMIT = MiB  # the broker's message limit in these tests
 DETECTIONS = schemas.codec("Detections")

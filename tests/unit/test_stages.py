@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streams.client import IMAGE_EXTENSIONS, read_folder
-from streams.models import ModelSet
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.models.modelset import ModelSet
 from streams.settings import DetectionSettings, ImageSettings, Settings
-from streams.stages import decode_sample
-from streams.testing import InMemoryPipeline
+from streams.worker.stages import decode_sample
+from streams.worker.testing import InMemoryPipeline
 
 ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"
 OTHER_ACCOUNT = "0dde5158-e643-45a6-8a4d-ad42448a913b"

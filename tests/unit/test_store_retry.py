@@ -19,10 +19,10 @@ from sinks.clickhouse import connect, hide_password
 from sinks.migrate import upgrade
 from sinks.store import EventSink
 from sinks.types import Params, Row, RowRefused, RowsRefused, StorageUnavailable
-from streams import deadletters
-from streams.monitoring import Monitor
+from streams.control.monitoring import Monitor
 from streams.settings import LiveSettings, Settings, StorageSettings
-from streams.store_agents import StoreAgent
+from streams.worker import deadletters
+from streams.worker.store import StoreAgent
 from tests import sink_records
 
 DB = "facestream"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from streams import cli
-from streams.reload import SHUTDOWN_EXIT_CODE
-from streams.run import SUPERVISED_ENV
+from streams.control.process import SUPERVISED_ENV
+from streams.control.reload import SHUTDOWN_EXIT_CODE
 from streams.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ sys.exit(int(me.with_suffix(".exit").read_text()))
 
 SUPERVISOR = """
 import logging, sys
-from streams.supervisor import run_workers
+from streams.control.supervisor import run_workers
 
 logging.basicConfig(level=logging.INFO)
 count, folder, backoff = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -170,8 +170,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
         seen.append(("run", stages))
         return 0
 
-    monkeypatch.setattr("streams.supervisor.run_workers", run_workers)
-    monkeypatch.setattr("streams.run.run_worker", run_worker)
+    monkeypatch.setattr("streams.control.supervisor.run_workers", run_workers)
+    monkeypatch.setattr("streams.worker.main.run_worker", run_worker)
     monkeypatch.delenv(SUPERVISED_ENV, raising=False)
     return seen
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from streams import uploader
-from streams.apiclient import ApiError, AsyncClient
 from streams.cli import main
-from streams.uploader import ERROR_LOG, SUCCESS_LOG, UploadOptions, upload_folder
+from streams.client import uploader
+from streams.client.http import ApiError, AsyncClient
+from streams.client.uploader import ERROR_LOG, SUCCESS_LOG, UploadOptions, upload_folder
 from tests.unit.test_apiclient import ACCOUNT, BROKEN, NO_FACE, ONE_FACE, FakeApi
 
 GOOD = ["a.jpg", "b.PNG", "people/c.jpeg"]

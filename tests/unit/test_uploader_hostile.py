@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.uploader import ERROR_LOG, SUCCESS_LOG
+from streams.client.uploader import ERROR_LOG, SUCCESS_LOG
 from tests.unit.test_apiclient import ONE_FACE, FakeApi
 from tests.unit.test_uploader import _face_posts, _run_cli
 

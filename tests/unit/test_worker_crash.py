@@ -1,7 +1,8 @@
-"""The worker's app (streams.app) under its worker (streams.crash), in process: whatever crashes
-in Faust's own machinery (an app task, a timer, an agent, the consumer, the producer) ends the
-process at once with exit code 70 and nothing committed; a stop signal ends it within its
-deadline, with the stop's own exit code, even when the graceful stop hangs."""
+"""The worker's app (streams.worker.app) under its worker (streams.worker.crash), in
+process: whatever crashes in Faust's own machinery (an app task, a timer, an agent, the
+consumer, the producer) ends the process at once with exit code 70 and nothing committed; a
+stop signal ends it within its deadline, with the stop's own exit code, even when the graceful
+stop hangs."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from pathlib import Path
 import faust
 import pytest
 
-from streams import deadletters
-from streams.app import create_app
-from streams.crash import Worker
 from streams.settings import Settings
+from streams.worker import deadletters
+from streams.worker.app import create_app
+from streams.worker.crash import Worker
 
 CRASH = deadletters.CRASH_EXIT_CODE
 STOPPED = 75  # what the stop's own exit code is in these tests: not 0, so that it shows

@@ -26,8 +26,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from streams.apiclient import ApiError, AsyncClient
-from streams.client import IMAGE_EXTENSIONS, read_folder
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.client.http import ApiError, AsyncClient
 
 SUCCESS_LOG = "_success_log.txt"
 ERROR_LOG = "_error_log.txt"

@@ -1,8 +1,8 @@
-"""Runs one stage over a batch of raw messages, the same way under Faust (streams.agents) and in
-memory (streams.testing).
+"""Runs one stage over a batch of raw messages, the same way under Faust (agents.py) and in
+memory (testing.py).
 
 It decodes each message through its source topic's contract, checks the ranges Avro cannot state
-(streams.ranges), runs the stage (a batch that breaks it is re-run one message at a time, so one
+(ranges.py), runs the stage (a batch that breaks it is re-run one message at a time, so one
 bad message fails alone), encodes the outputs through their topics' contracts and hands them to a
 port. A message that fails becomes a dead letter, bounded so that it always fits on the broker,
 and an error event when its event is known. `run` returns once the port has delivered everything
@@ -21,11 +21,12 @@ from faust.types import EventT
 
 from processors.errors import ProcessingError
 from schemas import SchemaError
-from streams import ranges, topics
-from streams.client import ENVELOPE_BYTES
-from streams.deadletters import MESSAGE_BOUND, letter
-from streams.monitoring import Monitor
-from streams.stages import Record, Result, Stage, error_event
+from streams.control.monitoring import Monitor
+from streams.kafka import topics
+from streams.kafka.images import ENVELOPE_BYTES
+from streams.worker import ranges
+from streams.worker.deadletters import MESSAGE_BOUND, letter
+from streams.worker.stages import Record, Result, Stage, error_event
 
 log = logging.getLogger(__name__)
 

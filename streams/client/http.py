@@ -4,7 +4,7 @@ Enroll a person, then recognise them::
 
     from pathlib import Path
 
-    from streams.apiclient import Candidates, Client, Reference
+    from streams.client.http import Candidates, Client, Reference
 
     with Client("http://127.0.0.1:5000", account_id="6d071cca-fda5-4a03-84d5-5bea65904480") as api:
         list_id = api.create_list(user_data="staff")

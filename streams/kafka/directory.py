@@ -8,9 +8,9 @@ import asyncio
 import logging
 from typing import Any
 
-from streams import topics
-from streams.gallery import GalleryIndex, face_vectors, list_owner
-from streams.reader import TopicReader, keep_following
+from streams.kafka import topics
+from streams.kafka.gallery import GalleryIndex, face_vectors, list_owner
+from streams.kafka.reader import TopicReader, keep_following
 from streams.settings import Settings
 
 Record = dict[str, Any]

@@ -9,8 +9,8 @@ import faust
 from faust.types import AgentT
 from mode.supervisors import CrashingSupervisor
 
+from streams.control.supervisor import SLOT_ENV
 from streams.settings import Settings, state_dir
-from streams.supervisor import SLOT_ENV
 
 # Stage agents hold a batch in memory at a time; a deep buffer only multiplies image bytes.
 STREAM_BUFFER = 64
@@ -31,7 +31,7 @@ class App(faust.App):
     async def _on_agent_error(self, agent: AgentT, exc: BaseException) -> None:
         """Faust commits the consumer's offsets here and restarts the agent, while take_events
         acks the batch the agent died in as it is closed: that batch would be lost. The app
-        crashes instead, and the worker exits before anything is committed (streams.crash)."""
+        crashes instead, and the worker exits before anything is committed (crash.py)."""
         crashed = AgentCrashed(f"agent {agent.name} failed")
         crashed.__cause__ = exc
         await self.crash(crashed)

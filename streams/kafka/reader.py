@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
-from streams import topics
+from streams.kafka import topics
 from streams.settings import Settings
 
 Record = dict[str, Any]

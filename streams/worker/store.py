@@ -8,7 +8,7 @@ lets its offsets be committed.
   dead-lettered with the reason (`storage_refused`) and the letters are delivered before the
   batch is acknowledged.
 - Anything else (a bug, a flush over storage.flush_timeout_s: a wedged client) stops the worker
-  before the batch is acknowledged (streams.deadletters.finish_batch), so the supervisor restarts
+  before the batch is acknowledged (deadletters.finish_batch), so the supervisor restarts
   it and the batch is redelivered: never an agent that is gone while the process looks alive.
 """
 
@@ -31,13 +31,13 @@ from sinks.clickhouse import connect
 from sinks.migrate import SchemaBehind, require_newest, upgrade
 from sinks.store import EventSink, FaceSink, ReextractionSink
 from sinks.types import Refusal, RowsRefused, Sink, StorageUnavailable
-from streams import topics
-from streams.agents import Pipeline, _batches
-from streams.deadletters import finish_batch
-from streams.gallery import InvalidRecord, face_vectors
-from streams.reload import SHUTDOWN_EXIT_CODE
-from streams.runner import Sent, dead_letter
-from streams.stages import Record
+from streams.control.reload import SHUTDOWN_EXIT_CODE
+from streams.kafka import topics
+from streams.kafka.gallery import InvalidRecord, face_vectors
+from streams.worker.agents import Pipeline, _batches
+from streams.worker.deadletters import finish_batch
+from streams.worker.runner import Sent, dead_letter
+from streams.worker.stages import Record
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from processors.matcher import Gallery
-from streams.ranges import DESCRIPTOR_BYTES
+from streams.models.modelset import DESCRIPTOR_BYTES
 
 Record = dict[str, Any]
 Vectors = dict[int, npt.NDArray[np.float32]]

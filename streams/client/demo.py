@@ -9,11 +9,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from streams import topics
-from streams.client import IMAGE_EXTENSIONS, ImageProducer, read_folder
-from streams.reader import TopicReader
+from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.kafka import topics
+from streams.kafka.images import ImageProducer
+from streams.kafka.reader import TopicReader
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 Record = dict[str, Any]
 DEMO_ACCOUNT = "6d071cca-fda5-4a03-84d5-5bea65904480"

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
-from PIL import Image
 
-from processors.image import ACCEPTED_FORMATS
-from streams import claim_check, topics
+from streams.kafka import claim_check, topics
 from streams.settings import Settings
 
 Record = dict[str, Any]
@@ -84,13 +81,3 @@ class ImageProducer:
 
     async def flush(self) -> None:
         await self._producer.flush()
-
-
-def read_folder(folder: Path, extensions: frozenset[str]) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-
-
-# The files of the formats the decoder accepts, by the extensions Pillow registers for them.
-IMAGE_EXTENSIONS = frozenset(
-    ext for ext, fmt in Image.registered_extensions().items() if fmt in ACCEPTED_FORMATS
-)

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from processors import registry
 from processors.liveness import CROP_SIZE, SCALES
 from schemas import SchemaError
-from streams.models import _EXTRACTORS
+from streams.models.modelset import DESCRIPTOR_BYTES
 
 Record = dict[str, Any]
 
@@ -24,10 +23,6 @@ OUT_OF_RANGE = "out_of_range"
 UINT16_MAX = 65_535  # events.face_count, face_indexes, descriptors.face_index
 LANDMARK_VALUES = 10  # 5 points x, y
 LIVENESS_INPUT_BYTES = len(SCALES) * CROP_SIZE * CROP_SIZE * 3  # uint8 crops
-DESCRIPTOR_BYTES = {
-    version: 4 * _EXTRACTORS[name].dimension  # float32 values
-    for version, name in registry.DESCRIPTOR_VERSIONS.items()
-}
 # ClickHouse DateTime: seconds since 1970 in a UInt32.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2106, 2, 7, tzinfo=UTC)
 

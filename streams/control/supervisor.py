@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from streams.reload import RESTART_EXIT_CODE, SHUTDOWN_EXIT_CODE
-from streams.run import SUPERVISED_ENV
+from streams.control.process import SUPERVISED_ENV
+from streams.control.reload import RESTART_EXIT_CODE, SHUTDOWN_EXIT_CODE
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class _Supervisor:
         # Its own process group: a terminal's Ctrl-C reaches the workers once, through here.
         slot.process = subprocess.Popen(
             self.command,
-            # The slot names its consumer's static membership (streams.app): a restarted
+            # The slot names its consumer's static membership (streams.worker.app): a restarted
             # process takes its partitions back at once.
             env={**os.environ, SUPERVISED_ENV: "1", SLOT_ENV: str(slot.index)},
             process_group=0,

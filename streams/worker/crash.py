@@ -11,7 +11,7 @@ committed: the uncommitted batches are redelivered to the restarted process.
 - A crash that no supervisor takes walks the service tree up to its root (mode's
   `Service.crash`), and this worker is the root.
 - Agents are supervised by mode's CrashingSupervisor, which takes no crash, and the app does not
-  commit when an agent fails (`streams.app.App`).
+  commit when an agent fails (`streams.worker.app.App`).
 SIGTERM and SIGINT start the graceful stop and a deadline: a stop still running after
 STOP_TIMEOUT_S ends the process anyway, with the exit code the stop would have had.
 """
@@ -27,10 +27,10 @@ from typing import Any
 
 import faust
 
-from streams.deadletters import CRASH_EXIT_CODE, exit_now
+from streams.worker.deadletters import CRASH_EXIT_CODE, exit_now
 
 STOP_TIMEOUT_S = 30.0
-_PROJECT = str(Path(__file__).resolve().parents[1])
+_PROJECT = str(Path(__file__).resolve().parents[2])
 
 
 def _where(error: BaseException) -> str:

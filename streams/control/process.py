@@ -1,27 +1,26 @@
-"""Running a worker or an API process: settings from every source (the config topic winning),
-the config follower when --config-reload is on, and the graceful restart it may ask for."""
+"""What a worker and an API process share: settings from every source (the config topic
+winning), the config follower when --config-reload is on, and the graceful restart it may ask
+for. Each process's main (streams.worker.main, streams.api.main) runs between these."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
-import socket
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from streams.config import read_state
-from streams.reload import (
+from streams.control.config import read_state
+from streams.control.reload import (
     RESTART_EXIT_CODE,
     SHUTDOWN_EXIT_CODE,
     ConfigFollower,
     ProcessControl,
     apply_logging_level,
 )
+from streams.kafka.topics import ensure_topics
 from streams.settings import LiveSettings, Settings
-from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -70,56 +69,3 @@ def finish(argv: Sequence[str]) -> int:
         log.warning("starting again with the new settings")
         os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *argv])
     return SHUTDOWN_EXIT_CODE if CONTROL.shutdown_requested else 0
-
-
-def run_worker(stages: Sequence[str], argv: Sequence[str]) -> int:
-    from streams.agents import Pipeline
-    from streams.app import create_app
-    from streams.crash import Worker
-    from streams.deadletters import CRASH_EXIT_CODE
-
-    live = live_settings()
-    settings = live.current
-    app = create_app(settings)
-    Pipeline(app, live, stages)
-    config = follower(live)
-    if config is not None:
-        app.task(config.run)
-    log.info("worker starting: stages %s", ", ".join(stages))
-    worker = Worker(
-        app,
-        stopped=lambda: finish(argv),
-        loglevel=settings.logging.level.lower(),
-        redirect_stdouts=False,
-    )
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as end:  # how Faust's worker always ends; not 0 when it failed to start
-        if end.code:
-            return CRASH_EXIT_CODE
-    return finish(argv)
-
-
-def run_api(host: str, port: int, argv: Sequence[str]) -> int:
-    """One API process: on `host`:`port`, or on the listening socket that the supervisor of
-    several shares with its processes (API_SOCKET_ENV)."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        "streams.api.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        log_level=Settings().logging.level.lower(),
-    )
-    server = uvicorn.Server(config)
-    # Once it has shut down, uvicorn raises again the signal that stopped it, and a restart is
-    # asked for by SIGTERM (ProcessControl): by default that would end the process before
-    # `finish` starts it again. A stop then ends here as a return, exit code from `finish`.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, frame: setattr(server, "should_exit", True))
-    shared = os.environ.get(API_SOCKET_ENV)
-    server.run(sockets=None if shared is None else [socket.socket(fileno=int(shared))])
-    if not server.started:
-        return STARTUP_FAILURE_EXIT_CODE
-    return finish(argv)

@@ -1,5 +1,5 @@
 """Faust agents, wiring only: each takes a batch of raw messages from its topic and hands it to
-its stage's runner (streams.runner), which sends through the Faust topics.
+its stage's runner (streams.worker.runner), which sends through the Faust topics.
 
 Topics stay raw (bytes) on the Faust side, each TopicSpec (de)serialising in the runner: Faust
 decodes a value before the agent sees it, and on a value it cannot decode it acks the message and
@@ -7,7 +7,7 @@ throws the error into the agent's stream (faust.transport.conductor, Channel.on_
 so the raw bytes a dead letter keeps would be lost and the agent would end. Encoding stays in the
 runner too, where an output that breaks its contract or the size limit fails its message alone.
 A batch is done once the broker has acknowledged all it sent; anything else that breaks it ends
-the process before its offsets move (streams.deadletters).
+the process before its offsets move (streams.worker.deadletters).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from typing import cast
 import faust
 from faust.types import EventT
 
-from streams import topics
-from streams.deadletters import finish_batch
-from streams.gallery import GalleryIndex
-from streams.models import ModelSet
-from streams.monitoring import Monitor
-from streams.reader import TopicReader, keep_following
-from streams.runner import Sent, StageRunner
+from streams.control.monitoring import Monitor
+from streams.kafka import topics
+from streams.kafka.gallery import GalleryIndex
+from streams.kafka.reader import TopicReader, keep_following
+from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings
-from streams.stages import (
+from streams.worker.deadletters import finish_batch
+from streams.worker.runner import Sent, StageRunner
+from streams.worker.stages import (
     DetectStage,
     ExtractStage,
     LivenessStage,
@@ -154,6 +154,6 @@ class Pipeline:
     # -- storage --------------------------------------------------------------------------
 
     def _store_agents(self) -> None:
-        from streams import store_agents  # it builds on this module
+        from streams.worker import store  # it builds on this module
 
-        store_agents.register(self)
+        store.register(self)

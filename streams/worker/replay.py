@@ -27,13 +27,13 @@ from aiokafka.structs import RecordMetadata
 import schemas
 from processors.errors import ProcessingError
 from processors.types import DescriptorExtractor
-from streams import topics
-from streams.directory import Directory
-from streams.models import ModelSet
-from streams.monitoring import Monitor
-from streams.reader import assign_with_ends, partitions_of
+from streams.control.monitoring import Monitor
+from streams.kafka import topics
+from streams.kafka.directory import Directory
+from streams.kafka.reader import assign_with_ends, partitions_of
+from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings, Settings
-from streams.stages import decode_sample
+from streams.worker.stages import decode_sample
 
 Record = dict[str, Any]
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 
 from sinks.clickhouse import connect
 from sinks.influx import check as check_influx
-from streams import topics
-from streams.config import ConfigState
-from streams.monitoring import influx_target
-from streams.reader import TopicReader
+from streams.control.config import ConfigState
+from streams.control.monitoring import influx_target
+from streams.kafka import topics
+from streams.kafka.reader import TopicReader
 from streams.settings import RESTART_SECTIONS, SECTIONS, LiveSettings, Settings
 
 log = logging.getLogger(__name__)

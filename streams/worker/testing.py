@@ -1,5 +1,5 @@
 """A testing source and sink for the stages: runs them in memory through the same runner as the
-Faust agents (streams.runner), so decoding, range checks, failure isolation, dead letters and
+Faust agents (streams.worker.runner), so decoding, range checks, failure isolation, dead letters and
 the topics' contracts behave as under Faust, without a broker."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from aiokafka.errors import MessageSizeTooLargeError
 
-from streams import topics
-from streams.gallery import GalleryIndex
-from streams.models import ModelSet
-from streams.monitoring import Monitor
-from streams.runner import Sent, StageRunner
+from streams.control.monitoring import Monitor
+from streams.kafka import topics
+from streams.kafka.gallery import GalleryIndex
+from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings, Settings
-from streams.stages import (
+from streams.worker.runner import Sent, StageRunner
+from streams.worker.stages import (
     DetectStage,
     ExtractStage,
     LivenessStage,

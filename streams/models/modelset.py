@@ -16,6 +16,11 @@ _EXTRACTORS: dict[str, type[SFaceExtractor] | type[DlibResNetExtractor]] = {
     "sface": SFaceExtractor,
     "dlib_resnet": DlibResNetExtractor,
 }
+# The bytes of a descriptor of each version on the wire (float32 values).
+DESCRIPTOR_BYTES = {
+    version: 4 * _EXTRACTORS[name].dimension
+    for version, name in registry.DESCRIPTOR_VERSIONS.items()
+}
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The four pipeline stages as plain batch functions: records in, records out, no Kafka.
 
-Agents (streams.agents) feed them from topics; tests feed them from lists. A stage returns one
+Agents (agents.py) feed them from topics; tests feed them from lists. A stage returns one
 `Result` per input, in order: what to emit, or the error that rejected that one message.
 """
 
@@ -20,9 +20,9 @@ from processors import align
 from processors.errors import ImageError, ProcessingError
 from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, LivenessResult
-from streams import claim_check
-from streams.gallery import GalleryIndex
-from streams.models import ModelSet
+from streams.kafka import claim_check
+from streams.kafka.gallery import GalleryIndex
+from streams.models.modelset import ModelSet
 from streams.settings import (
     DetectionSettings,
     ImageSettings,

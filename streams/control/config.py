@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 import schemas
-from streams import topics
-from streams.reader import TopicReader
+from streams.kafka import topics
+from streams.kafka.reader import TopicReader
 from streams.settings import SECRETS, SECTIONS, Settings
 
 Record = dict[str, Any]
