@@ -63,6 +63,12 @@ def warp(image: ImageBGR, landmarks: Points) -> ImageBGR:
     return cast(ImageBGR, sample)
 
 
+def check_sample(sample: ImageBGR) -> None:
+    """Refuses an image that is not a sample as `warp` makes it."""
+    if sample.shape != (SAMPLE_SIZE, SAMPLE_SIZE, 3):
+        raise ValueError(f"expected a {SAMPLE_SIZE}x{SAMPLE_SIZE} BGR sample, got {sample.shape}")
+
+
 def eye_distance(landmarks: Points) -> float:
     """Pixels between the eye centres: the face's resolution, whatever the box drawn around it."""
     return float(np.linalg.norm(landmarks[_LEFT_EYE] - landmarks[_RIGHT_EYE]))

@@ -22,7 +22,7 @@ from typing import cast
 import cv2
 import numpy as np
 
-from processors.align import SAMPLE_SIZE, SAMPLE_TEMPLATE, similarity_transform
+from processors.align import SAMPLE_TEMPLATE, check_sample, similarity_transform
 from processors.session import create_session
 from processors.types import Descriptors, ImageBGR
 
@@ -55,10 +55,7 @@ class DlibResNetExtractor:
 
     def chip(self, sample: ImageBGR) -> ImageBGR:
         """The 150x150 dlib face chip of a warped sample (bilinear, as dlib samples it)."""
-        if sample.shape != (SAMPLE_SIZE, SAMPLE_SIZE, 3):
-            raise ValueError(
-                f"expected a {SAMPLE_SIZE}x{SAMPLE_SIZE} BGR sample, got {sample.shape}"
-            )
+        check_sample(sample)
         chip = cv2.warpAffine(
             sample, SAMPLE_TO_CHIP, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR
         )
@@ -71,4 +68,5 @@ class DlibResNetExtractor:
         # [N, 150, 150, 3] RGB 0-255: the graph subtracts dlib's mean colour and scales itself.
         chips = np.stack([self.chip(s) for s in samples])[..., ::-1].astype(np.float32)
         features = np.asarray(self.session.run(None, {self.input_name: chips})[0], np.float32)
-        return features / np.linalg.norm(features, axis=1, keepdims=True)
+        descriptors: Descriptors = features / np.linalg.norm(features, axis=1, keepdims=True)
+        return descriptors

@@ -13,6 +13,7 @@ from processors.align import (
     ARCFACE_112_TEMPLATE,
     SAMPLE_SIZE,
     SAMPLE_TEMPLATE,
+    check_sample,
     similarity_transform,
 )
 from processors.session import create_session
@@ -49,10 +50,7 @@ class SFaceExtractor:
 
     def preprocess(self, sample: ImageBGR) -> npt.NDArray[np.uint8]:
         """The 112x112 RGB ArcFace crop of a warped sample, as cv2.FaceRecognizerSF feeds it."""
-        if sample.shape != (SAMPLE_SIZE, SAMPLE_SIZE, 3):
-            raise ValueError(
-                f"expected a {SAMPLE_SIZE}x{SAMPLE_SIZE} BGR sample, got {sample.shape}"
-            )
+        check_sample(sample)
         crop = cv2.resize(sample[self._crop], self.input_size, interpolation=cv2.INTER_AREA)
         return cast(npt.NDArray[np.uint8], cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
 
@@ -69,4 +67,5 @@ class SFaceExtractor:
         else:
             features = self.session.run(None, {self.input_name: blob})[0]
         features = features.astype(np.float32).reshape(len(samples), self.dimension)
-        return features / np.linalg.norm(features, axis=1, keepdims=True)
+        descriptors: Descriptors = features / np.linalg.norm(features, axis=1, keepdims=True)
+        return descriptors

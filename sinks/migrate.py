@@ -224,11 +224,7 @@ def upgrade(client: ClickHouseClient, database: str, to: int | None = None) -> l
     _ensure_log(client, database)
     done = applied_versions(client, database)
     steps = [m for m in available() if m.version not in done and (to is None or m.version <= to)]
-    for migration in steps:
-        for statement in migration.up:
-            run(client, database, statement)
-        _record(client, database, migration, applied=True)
-        log.info("applied migration %s", migration.label)
+    _run_steps(client, database, steps, applied=True)
     return steps
 
 
@@ -240,9 +236,16 @@ def downgrade(client: ClickHouseClient, database: str, to: int) -> list[Migratio
     if unknown := sorted(v for v in done - known.keys() if v > to):
         raise ValueError(f"versions {unknown} are applied but have no migration file here")
     steps = [known[v] for v in sorted(done, reverse=True) if v > to]
-    for migration in steps:
-        for statement in migration.down:
-            run(client, database, statement)
-        _record(client, database, migration, applied=False)
-        log.info("reverted migration %s", migration.label)
+    _run_steps(client, database, steps, applied=False)
     return steps
+
+
+def _run_steps(
+    client: ClickHouseClient, database: str, steps: list[Migration], *, applied: bool
+) -> None:
+    """Runs each migration's up (applied) or down statements, recording each as it finishes."""
+    for migration in steps:
+        for statement in migration.up if applied else migration.down:
+            run(client, database, statement)
+        _record(client, database, migration, applied)
+        log.info("%s migration %s", "applied" if applied else "reverted", migration.label)

@@ -12,7 +12,8 @@ Record = dict[str, Any]
 
 
 def descriptor_values(vector: bytes) -> list[float]:
-    return np.frombuffer(vector, dtype="<f4").tolist()
+    values: list[float] = np.frombuffer(vector, dtype="<f4").tolist()
+    return values
 
 
 def descriptor_row(

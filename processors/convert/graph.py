@@ -47,4 +47,5 @@ def serialize(
         ir_version=IR_VERSION,
     )
     onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()  # protobuf's stubs say Any
+    return serialized

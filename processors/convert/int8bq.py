@@ -53,7 +53,8 @@ def fold_block_quantized(model_bytes: bytes) -> bytes:
     graph.initializer.extend(initializers)
     del graph.input[:]
     graph.input.extend(inputs)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()  # protobuf's stubs say Any
+    return serialized
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, int]:

@@ -21,32 +21,26 @@ def _datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# The condition of each filter of EventsQuery, binding the filter's value by its own name.
+CONDITIONS = {
+    "created_from": "created_at >= toDateTime(%(created_from)s, 'UTC')",
+    "created_to": "created_at <= toDateTime(%(created_to)s, 'UTC')",
+    "list_id": "has(list_ids, %(list_id)s)",
+    "similarity_gte": "arrayExists(s -> s >= %(similarity_gte)s, best_match_similarity)",
+    "liveness_gte": "face_count > 0 AND arrayAll(p -> p >= %(liveness_gte)s, liveness_probability)",
+    "status": "status = %(status)s",
+    "error_code": "error_code = %(error_code)s",
+}
+
+
 def filters(given: EventsQuery, account: str) -> tuple[list[str], dict[str, ParamValue]]:
-    """The conditions of a listing and the values they bind (`%(name)s`)."""
+    """The conditions of a listing (those of the filters given) and the values they bind."""
     conditions, params = ["account_id = %(account)s"], dict[str, ParamValue](account=account)
-    if given.created_from is not None:
-        conditions.append("created_at >= toDateTime(%(created_from)s, 'UTC')")
-        params["created_from"] = _datetime(given.created_from)
-    if given.created_to is not None:
-        conditions.append("created_at <= toDateTime(%(created_to)s, 'UTC')")
-        params["created_to"] = _datetime(given.created_to)
-    if given.list_id is not None:
-        conditions.append("has(list_ids, %(list_id)s)")
-        params["list_id"] = given.list_id
-    if given.similarity_gte is not None:
-        conditions.append("arrayExists(s -> s >= %(similarity)s, best_match_similarity)")
-        params["similarity"] = given.similarity_gte
-    if given.liveness_gte is not None:
-        conditions.append(
-            "face_count > 0 AND arrayAll(p -> p >= %(liveness)s, liveness_probability)"
-        )
-        params["liveness"] = given.liveness_gte
-    if given.status is not None:
-        conditions.append("status = %(status)s")
-        params["status"] = given.status
-    if given.error_code is not None:
-        conditions.append("error_code = %(error_code)s")
-        params["error_code"] = given.error_code
+    for name, condition in CONDITIONS.items():
+        value = getattr(given, name)
+        if value is not None:
+            conditions.append(condition)
+            params[name] = _datetime(value) if isinstance(value, datetime) else value
     return conditions, params
 
 

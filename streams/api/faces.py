@@ -4,7 +4,6 @@ read and deleted. Faces live on the compacted faces topic that every matcher fol
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,64 +28,41 @@ from streams.kafka import topics
 Record = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class FaceOptions:
-    warped: bool = False
-    multi_face_allowed: bool = False
-    get_major_detection: bool = False
-    score_threshold: float = 0.0
-    pitch_threshold: float | None = None
-    roll_threshold: float | None = None
-    yaw_threshold: float | None = None
-
-    @classmethod
-    def from_query(cls, given: FacesQuery) -> FaceOptions:
-        return cls(
-            warped=given.warped,
-            multi_face_allowed=given.multi_face_allowed,
-            get_major_detection=given.get_major_detection,
-            score_threshold=given.score_threshold,
-            pitch_threshold=given.pitch_threshold,
-            roll_threshold=given.roll_threshold,
-            yaw_threshold=given.yaw_threshold,
+def choose(options: FacesQuery, found: list[Detection]) -> list[Detection]:
+    """The detections that become faces under the options, or why none does."""
+    if not found:
+        raise ProcessingError("no face found in the image", code="no_face")
+    kept = [d for d in found if d.score >= options.score_threshold]
+    if not kept:
+        best = max(d.score for d in found)
+        raise ProcessingError(
+            f"no face scores {options.score_threshold} or more (best {best:.3f})",
+            code="face_score_too_low",
         )
-
-    def choose(self, found: list[Detection]) -> list[Detection]:
-        """The detections that become faces, or why none does."""
-        if not found:
-            raise ProcessingError("no face found in the image", code="no_face")
-        kept = [d for d in found if d.score >= self.score_threshold]
-        if not kept:
-            best = max(d.score for d in found)
+    kept = [d for d in kept if _pose_ok(options, d)]
+    if not kept:
+        raise ProcessingError("no face within the pitch/roll/yaw thresholds", code="bad_head_pose")
+    if len(kept) > 1 and not options.multi_face_allowed:
+        if not options.get_major_detection:
             raise ProcessingError(
-                f"no face scores {self.score_threshold} or more (best {best:.3f})",
-                code="face_score_too_low",
+                f"{len(kept)} faces found; set multi_face_allowed=1 or get_major_detection=1",
+                code="multiple_faces",
             )
-        kept = [d for d in kept if self._pose_ok(d)]
-        if not kept:
-            raise ProcessingError(
-                "no face within the pitch/roll/yaw thresholds", code="bad_head_pose"
-            )
-        if len(kept) > 1 and not self.multi_face_allowed:
-            if not self.get_major_detection:
-                raise ProcessingError(
-                    f"{len(kept)} faces found; set multi_face_allowed=1 or get_major_detection=1",
-                    code="multiple_faces",
-                )
-            kept = [max(kept, key=lambda d: d.width * d.height)]  # the major face: the largest
-        return kept
-
-    def _pose_ok(self, detection: Detection) -> bool:
-        yaw, pitch, roll = align.head_pose(detection.landmarks)
-        limits = (
-            (self.yaw_threshold, yaw),
-            (self.pitch_threshold, pitch),
-            (self.roll_threshold, roll),
-        )
-        return all(limit is None or abs(angle) <= limit for limit, angle in limits)
+        kept = [max(kept, key=lambda d: d.width * d.height)]  # the major face: the largest
+    return kept
 
 
-def samples_of(services: Services, data: bytes, options: FaceOptions) -> list[ImageBGR]:
+def _pose_ok(options: FacesQuery, detection: Detection) -> bool:
+    yaw, pitch, roll = align.head_pose(detection.landmarks)
+    limits = (
+        (options.yaw_threshold, yaw),
+        (options.pitch_threshold, pitch),
+        (options.roll_threshold, roll),
+    )
+    return all(limit is None or abs(angle) <= limit for limit, angle in limits)
+
+
+def samples_of(services: Services, data: bytes, options: FacesQuery) -> list[ImageBGR]:
     """The 250x250 aligned samples the image yields (it is one already when warped)."""
     limits = services.settings.image
     image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
@@ -98,12 +74,12 @@ def samples_of(services: Services, data: bytes, options: FaceOptions) -> list[Im
                 code="bad_warped_image",
             )
         return [image]
-    found = options.choose(services.models.detector.detect(image))
+    found = choose(options, services.models.detector.detect(image))
     return [align.warp(image, d.landmarks) for d in found]
 
 
 def describe(
-    services: Services, data: bytes, options: FaceOptions
+    services: Services, data: bytes, options: FacesQuery
 ) -> list[tuple[bytes, np.ndarray]]:
     """(sample JPEG, descriptor) per face, with the default descriptor version."""
     samples = samples_of(services, data, options)
@@ -146,12 +122,11 @@ async def create_faces(request: Request) -> JSONResponse:
         face = await face_from_event(services, account, body)
         return render.respond(Faces(faces=(render.face(face),)), 201)
     given = query(request, FacesQuery)
-    options = FaceOptions.from_query(given)
     lists = given.list_id
     check_lists(services, account, lists)
     note = given.user_data
     data, _ = await image_and_fields(request, services.settings.api.max_body_bytes)
-    described = await run_in_threadpool(describe, services, data, options)
+    described = await run_in_threadpool(describe, services, data, given)
     version = services.settings.descriptor.default_face_descriptor_version
     created = []
     for sample, vector in described:

@@ -14,11 +14,12 @@ from starlette.responses import JSONResponse
 from processors.matcher import Gallery
 from streams.api import render
 from streams.api.errors import ApiError, not_found
-from streams.api.faces import FaceOptions, describe
+from streams.api.faces import describe
 from streams.api.requests import account_id, json_model
 from streams.api.services import Services
 from streams.api.shapes import (
     Candidates,
+    FacesQuery,
     Match,
     MatchRequest,
     MatchResult,
@@ -70,7 +71,8 @@ async def reference_vector(
                 "descriptor in this account",
             )
         return np.asarray(rows[0]["descriptor"], dtype=np.float32)
-    options = FaceOptions(get_major_detection=True)
+    # An image reference is described as POST /v1/faces would with get_major_detection=1.
+    options = FacesQuery(get_major_detection=True)
     ((_, vector),) = await run_in_threadpool(describe, services, ref.image_bytes(), options)
     return vector
 

@@ -22,35 +22,39 @@ def _box(x: float, y: float, width: float, height: float, score: float) -> Recor
     return {"x": x, "y": y, "width": width, "height": height, "score": score}
 
 
-def event_from_record(event: Record) -> Event:
-    """An Event message (events topic) as the API shows it."""
-    context = event["context"]
+def _event(context: Record, outcome: Record, faces: list[Record]) -> Event:
+    """An Event from the image's context and what the pipeline made of it (a message keeps them
+    apart, a row holds both)."""
     return Event.model_validate(
         {
             "event_id": context["event_id"],
             "account_id": context["account_id"],
             "source": context["source"],
             "created_at": utc(context["created_at"]),
-            "finished_at": utc(event["finished_at"]),
-            "status": event["status"],
-            "error_code": event["error_code"],
-            "error_message": event["error_message"],
-            "list_ids": context["list_ids"],
-            "descriptor_version": event["descriptor_version"],
-            "faces": [
-                {
-                    "index": f["geometry"]["index"],
-                    "box": _box(
-                        *(f["geometry"][k] for k in ("x", "y", "width", "height", "score"))
-                    ),
-                    "sample_id": f["sample_id"],
-                    "liveness": f["liveness"],
-                    "matches": f["matches"],
-                }
-                for f in event["faces"]
-            ],
+            "finished_at": utc(outcome["finished_at"]),
+            "status": outcome["status"],
+            "error_code": outcome["error_code"],
+            "error_message": outcome["error_message"],
+            "list_ids": list(context["list_ids"]),
+            "descriptor_version": outcome["descriptor_version"],
+            "faces": faces,
         }
     )
+
+
+def event_from_record(event: Record) -> Event:
+    """An Event message (events topic) as the API shows it."""
+    faces = [
+        {
+            "index": f["geometry"]["index"],
+            "box": _box(*(f["geometry"][k] for k in ("x", "y", "width", "height", "score"))),
+            "sample_id": f["sample_id"],
+            "liveness": f["liveness"],
+            "matches": f["matches"],
+        }
+        for f in event["faces"]
+    ]
+    return _event(event["context"], event, faces)
 
 
 EVENT_COLUMNS = (
@@ -62,40 +66,26 @@ EVENT_COLUMNS = (
 
 def event_from_row(row: Record) -> Event:
     """A row of the events table (EVENT_COLUMNS) as the API shows it."""
-    matches = json.loads(row["matches_json"])
-    return Event.model_validate(
+    faces = [
         {
-            "event_id": row["event_id"],
-            "account_id": row["account_id"],
-            "source": row["source"],
-            "created_at": utc(row["created_at"]),
-            "finished_at": utc(row["finished_at"]),
-            "status": row["status"],
-            "error_code": row["error_code"],
-            "error_message": row["error_message"],
-            "list_ids": list(row["list_ids"]),
-            "descriptor_version": row["descriptor_version"],
-            "faces": [
-                {
-                    "index": index,
-                    "box": _box(box[0], box[1], box[2], box[3], score),
-                    "sample_id": sample_id,
-                    "liveness": {"probability": probability, "quality": quality},
-                    "matches": face_matches,
-                }
-                for index, sample_id, box, score, probability, quality, face_matches in zip(
-                    row["face_indexes"],
-                    row["face_sample_ids"],
-                    row["face_boxes"],
-                    row["face_scores"],
-                    row["liveness_probability"],
-                    row["liveness_quality"],
-                    matches,
-                    strict=True,
-                )
-            ],
+            "index": index,
+            "box": _box(box[0], box[1], box[2], box[3], score),
+            "sample_id": sample_id,
+            "liveness": {"probability": probability, "quality": quality},
+            "matches": face_matches,
         }
-    )
+        for index, sample_id, box, score, probability, quality, face_matches in zip(
+            row["face_indexes"],
+            row["face_sample_ids"],
+            row["face_boxes"],
+            row["face_scores"],
+            row["liveness_probability"],
+            row["liveness_quality"],
+            json.loads(row["matches_json"]),
+            strict=True,
+        )
+    ]
+    return _event(row, row, faces)
 
 
 def face(record: Record) -> Face:

@@ -53,7 +53,7 @@ async def assign_with_ends(
     """Assigns the partitions; returns their end offsets, asked for first: once assigned, the
     consumer's long-polling fetch would hold that request back for up to fetch_max_wait_ms
     (measured: 0.5 s)."""
-    ends = await consumer.end_offsets(partitions)
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
     consumer.assign(partitions)
     return ends
 

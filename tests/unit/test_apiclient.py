@@ -289,7 +289,7 @@ class FakeApi:
         detected = self._detect(request)
         if isinstance(detected, httpx.Response):
             return detected
-        return httpx.Response(200, json=_liveness_result())
+        return httpx.Response(200, json=shapes.LIVENESS)
 
     def _sdk(self, request: httpx.Request) -> httpx.Response:
         detected = self._detect(request)
@@ -297,22 +297,8 @@ class FakeApi:
             return detected
         live = request.url.params.get("estimate_liveness") == "1"
         face = {"box": _box(), "landmarks": [1.0, 2.0, 3.0, 4.0]}
-        faces = [{**face, "liveness": _liveness_result()} if live else face] * detected
+        faces = [{**face, "liveness": shapes.LIVENESS} if live else face] * detected
         return httpx.Response(200, json={"faces": faces})
-
-
-def _liveness_result() -> Json:
-    return {
-        "version": "v2",
-        "liveness": {
-            "prediction": "real",
-            "probability": 0.97,
-            "quality": 0.8,
-            "probability_threshold": 0.5,
-            "quality_threshold": 0.5,
-        },
-        "face": _box(),
-    }
 
 
 class _Awaited:
