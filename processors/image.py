@@ -17,6 +17,9 @@ from processors.types import ImageBGR
 # open EPS (through Ghostscript), PSD, ICNS and others whose decoders an untrusted upload has no
 # business reaching.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
+# Pillow files PFM (floating-point samples, HDR data, not a photo) under PPM; the decoder refuses
+# floating-point images of any format, so the folder readers skip this extension.
+FLOAT_EXTENSIONS = frozenset({".pfm"})
 
 
 def _is_truncation(exc: BaseException) -> bool:
@@ -63,6 +66,11 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageBGR:
             raise ImageError(
                 f"image is {width}x{height} pixels, over the limit of {max_pixels}",
                 code="too_many_pixels",
+            )
+        if image.mode == "F":  # Pillow's convert would clip such samples (0..1 in HDR) to black
+            raise ImageError(
+                f"{image.format} image of floating-point samples: not a photo",
+                code="undecodable_image",
             )
         try:
             image.load()

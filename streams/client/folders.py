@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from processors.image import ACCEPTED_FORMATS
+from processors.image import ACCEPTED_FORMATS, FLOAT_EXTENSIONS
 
 
 def read_folder(folder: Path, extensions: frozenset[str]) -> list[Path]:
@@ -15,5 +15,7 @@ def read_folder(folder: Path, extensions: frozenset[str]) -> list[Path]:
 
 # The files of the formats the decoder accepts, by the extensions Pillow registers for them.
 IMAGE_EXTENSIONS = frozenset(
-    ext for ext, fmt in Image.registered_extensions().items() if fmt in ACCEPTED_FORMATS
+    ext
+    for ext, fmt in Image.registered_extensions().items()
+    if fmt in ACCEPTED_FORMATS and ext not in FLOAT_EXTENSIONS
 )

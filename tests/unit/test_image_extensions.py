@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from processors.image import ACCEPTED_FORMATS, decode_image
+from processors.errors import ImageError
+from processors.image import ACCEPTED_FORMATS, FLOAT_EXTENSIONS, decode_image
 from streams.cli import main
 from streams.client import demo
 from streams.client.folders import IMAGE_EXTENSIONS, read_folder
@@ -21,7 +22,7 @@ from tests.unit.test_uploader import _run_cli
 
 LIMITS = {"max_bytes": 1 << 20, "max_pixels": 1 << 20}
 # The PPM family's members other than .ppm/.pnm hold other modes: a real file of each.
-MODES = {".pbm": "1", ".pgm": "L", ".pfm": "F"}
+MODES = {".pbm": "1", ".pgm": "L"}
 NOT_IMAGES = ("notes.txt", "a.svg", "b.heic", "c.tga")
 
 
@@ -36,6 +37,19 @@ def test_the_extensions_are_those_of_the_accepted_formats() -> None:
     formats = {Image.registered_extensions()[ext] for ext in IMAGE_EXTENSIONS}
     assert formats == set(ACCEPTED_FORMATS)
     assert {".jpg", ".png", ".ppm", ".webp", ".gif", ".tif", ".bmp"} <= IMAGE_EXTENSIONS
+    assert not FLOAT_EXTENSIONS & IMAGE_EXTENSIONS
+
+
+@pytest.mark.parametrize("ext", [".pfm", ".tif"])
+def test_floating_point_images_are_refused_not_turned_black(tmp_path: Path, ext: str) -> None:
+    """HDR samples in 0..1: Pillow's conversion to 8 bits would make them a black picture."""
+    path = tmp_path / f"hdr{ext}"
+    Image.fromarray(np.full((24, 32), 0.5, dtype=np.float32)).save(
+        path, format="PPM" if ext == ".pfm" else None
+    )
+    with pytest.raises(ImageError, match="floating-point") as refused:
+        decode_image(path.read_bytes(), **LIMITS)
+    assert refused.value.code == "undecodable_image"
 
 
 def test_every_file_the_folder_reader_takes_decodes(tmp_path: Path) -> None:
