@@ -17,11 +17,13 @@ import os
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from processors import align
 from processors.errors import ProcessingError
 from processors.image import decode_image
+from schemas.records import Face
 from sinks.clickhouse import DriverClient
 from streams.client.folders import IMAGE_EXTENSIONS, read_folder
 from streams.control.launch import REPO, WorkerProcess, stack_env
@@ -100,10 +102,14 @@ def enroll_bare(models: ModelSet, known: list[bytes]) -> GalleryIndex:
         image = decode_image(data, max_bytes=10**8, max_pixels=10**8)
         detection = max(models.detector.detect(image), key=lambda d: d.width * d.height)
         vector = extractor.extract([align.warp(image, detection.landmarks)])[0]
-        face = {
+        face: Face = {
+            "face_id": f"p{i}",
             "account_id": ACCOUNT,
             "list_ids": [LIST],
             "user_data": None,
+            "event_id": None,
+            "sample_id": None,
+            "created_at": datetime.now(UTC),
             "descriptors": [{"version": 1, "vector": vector.astype("<f4").tobytes()}],
         }
         gallery.apply(f"p{i}", face)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ MESSAGE_TYPES = (
     "Detections",
     "LivenessResults",
     "Descriptors",
-    "MatchResults",
     "Event",
     "Face",
     "List",
@@ -77,7 +77,7 @@ class Codec:
         self.version = max(versions)
         self._writers = {v: parse_schema(json.loads(p.read_text())) for v, p in versions.items()}
 
-    def encode(self, record: Record) -> bytes:
+    def encode(self, record: Mapping[str, Any]) -> bytes:
         buffer = io.BytesIO()
         buffer.write(bytes((MAGIC, self.version)))
         try:
@@ -113,7 +113,7 @@ class Codec:
             raise SchemaError("schema_mismatch", f"{self.name} did not decode to a record")
         return record
 
-    def _explain(self, record: Record, exc: Exception) -> str:
+    def _explain(self, record: Mapping[str, Any], exc: Exception) -> str:
         try:
             validate(record, self.schema, raise_errors=True)
         except ValidationError as invalid:

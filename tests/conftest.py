@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.registry import default_models_dir
+from processors.detector import YuNetDetector
+from processors.registry import YUNET, default_models_dir, model_path
 from streams.models.pull import pull
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,3 +28,9 @@ def testdata_dir() -> Path:
     script = REPO / "infra" / "testdata.sh"
     done = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def detector(models_dir: Path) -> YuNetDetector:
+    """YuNet as the worker runs it, loaded once for every test that detects faces."""
+    return YuNetDetector(model_path(YUNET.name, models_dir))

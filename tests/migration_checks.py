@@ -76,3 +76,12 @@ def partial_apply_then_rerun(client: ClickHouseClient, database: str) -> None:
     assert migrate.status(client, database).current == 0
     assert versions(migrate.upgrade(client, database)) == [1, 2]
     assert tables(client, database) == TABLES and has_face_indexes(client, database)
+
+
+# Every check above, each run by both tests on a database of its own.
+CHECKS = [
+    upgrade_then_rerun_is_a_noop,
+    upgrade_to_a_version_and_status,
+    downgrade_and_upgrade_again,
+    partial_apply_then_rerun,
+]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +15,7 @@ from processors import align
 from processors.errors import ProcessingError
 from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, ImageBGR
+from schemas import records
 from streams.api import render
 from streams.api.errors import ApiError, not_found
 from streams.api.lists import JSON_LIMIT
@@ -24,8 +24,6 @@ from streams.api.services import Services
 from streams.api.shapes import Face, FaceFromEvent, Faces, FacesQuery
 from streams.api.spec import Operation
 from streams.kafka import topics
-
-Record = dict[str, Any]
 
 
 def choose(options: FacesQuery, found: list[Detection]) -> list[Detection]:
@@ -92,11 +90,11 @@ def face_record(
     account: str,
     lists: list[str],
     note: str | None,
-    descriptors: list[Record],
+    descriptors: list[records.VersionedDescriptor],
     *,
     event_id: str | None,
     sample_id: str | None,
-) -> Record:
+) -> records.Face:
     return {
         "face_id": str(uuid.uuid4()),
         "account_id": account,
@@ -143,7 +141,10 @@ async def create_faces(request: Request) -> JSONResponse:
                 "image": sample,
             },
         )
-        descriptor = {"version": version, "vector": vector.astype("<f4").tobytes()}
+        descriptor: records.VersionedDescriptor = {
+            "version": version,
+            "vector": vector.astype("<f4").tobytes(),
+        }
         face = face_record(account, lists, note, [descriptor], event_id=None, sample_id=sample_id)
         await services.save_face(face["face_id"], face)
         created.append(render.face(face))
@@ -156,7 +157,7 @@ def check_lists(services: Services, account: str, lists: list[str]) -> None:
             raise not_found("list", list_id)
 
 
-async def face_from_event(services: Services, account: str, body: FaceFromEvent) -> Record:
+async def face_from_event(services: Services, account: str, body: FaceFromEvent) -> records.Face:
     event_id, index, lists = body.event_id, body.face_index, body.list_ids or []
     check_lists(services, account, lists)
     rows = await services.query(
@@ -170,7 +171,7 @@ async def face_from_event(services: Services, account: str, body: FaceFromEvent)
         raise ApiError(
             404, "event_face_not_found", f"event {event_id} has no face {index} in this account"
         )
-    descriptors = [
+    descriptors: list[records.VersionedDescriptor] = [
         {
             "version": int(r["descriptor_version"]),
             "vector": np.asarray(r["descriptor"], dtype="<f4").tobytes(),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from schemas import records
 from streams.api import render
 from streams.api.errors import not_found
 from streams.api.requests import account_id, json_model, query
@@ -26,7 +26,7 @@ async def create_list(request: Request) -> JSONResponse:
     has_body = request.headers.get("content-length", "0") != "0"
     body = await json_model(request, NewList, JSON_LIMIT) if has_body else NewList()
     list_id = str(uuid.uuid4())
-    record = {
+    record: records.List = {
         "list_id": list_id,
         "account_id": account,
         "user_data": body.user_data,
@@ -36,7 +36,7 @@ async def create_list(request: Request) -> JSONResponse:
     return render.respond(ListCreated(list_id=list_id), 201)
 
 
-def owned_list(services: Services, account: str, list_id: str) -> dict[str, Any]:
+def owned_list(services: Services, account: str, list_id: str) -> records.List:
     record = services.directory.find_list(account, list_id)
     if record is None:
         raise not_found("list", list_id)
@@ -68,7 +68,7 @@ async def list_lists(request: Request) -> JSONResponse:
     )
 
 
-async def relink(services: Services, face: dict[str, Any], list_ids: list[str]) -> None:
+async def relink(services: Services, face: records.Face, list_ids: list[str]) -> None:
     await services.save_face(face["face_id"], {**face, "list_ids": list_ids})
 
 

@@ -3,8 +3,6 @@ faces) of the same account, with the default descriptor version on both sides.""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from processors.matcher import Gallery
+from schemas import records
 from streams.api import render
 from streams.api.errors import ApiError, not_found
 from streams.api.faces import describe
@@ -28,11 +27,10 @@ from streams.api.shapes import (
 )
 from streams.api.spec import Operation
 
-Record = dict[str, Any]
 Vector = npt.NDArray[np.float32]
 
 
-def _vector(face: Record, version: int) -> Vector | None:
+def _vector(face: records.Face, version: int) -> Vector | None:
     for descriptor in face["descriptors"]:
         if descriptor["version"] == version:
             return np.frombuffer(descriptor["vector"], dtype="<f4")
@@ -79,7 +77,7 @@ async def reference_vector(
 
 def candidates(services: Services, account: str, spec: Candidates, version: int) -> Gallery:
     """A gallery of exactly the candidate faces (those of the lists and the ones named)."""
-    chosen: dict[str, Record] = {}
+    chosen: dict[str, records.Face] = {}
     for list_id in spec.list_ids:
         if services.directory.find_list(account, list_id) is None:
             raise not_found("list", list_id)

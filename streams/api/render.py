@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
+from schemas import records
 from streams.api.shapes import Event, Face, FaceList
 
 Record = dict[str, Any]
@@ -88,7 +89,7 @@ def event_from_row(row: Record) -> Event:
     return _event(row, row, faces)
 
 
-def face(record: Record) -> Face:
+def face(record: records.Face) -> Face:
     return Face.model_validate(
         {
             "face_id": record["face_id"],
@@ -103,7 +104,7 @@ def face(record: Record) -> Face:
     )
 
 
-def face_list(record: Record, face_count: int) -> FaceList:
+def face_list(record: records.List, face_count: int) -> FaceList:
     return FaceList.model_validate(
         {
             "list_id": record["list_id"],

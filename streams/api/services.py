@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from starlette.concurrency import run_in_threadpool
 
+from schemas import records
 from sinks.clickhouse import connect
 from sinks.types import ClickHouseClient, Params
 from streams.api.errors import ApiError
@@ -107,7 +109,9 @@ class Services:
         if self._clickhouse is not None:
             self._clickhouse.close()
 
-    async def publish(self, spec: topics.TopicSpec, key: str, record: Record | None) -> int:
+    async def publish(
+        self, spec: topics.TopicSpec[Any], key: str, record: Mapping[str, Any] | None
+    ) -> int:
         """A record (or a tombstone) onto a topic, acknowledged; returns its offset."""
         value = None if record is None else spec.encode(record)
         name = topics.topic_name(self.settings.kafka, spec)
@@ -115,11 +119,11 @@ class Services:
         offset: int = metadata.offset
         return offset
 
-    async def save_face(self, face_id: str, face: Record | None) -> None:
+    async def save_face(self, face_id: str, face: records.Face | None) -> None:
         """Publishes a face (None deletes it) and applies it here at once: read-your-writes."""
         self.directory.apply_face(face_id, face, await self.publish(topics.FACES, face_id, face))
 
-    async def save_list(self, list_id: str, record: Record | None) -> None:
+    async def save_list(self, list_id: str, record: records.List | None) -> None:
         self.directory.apply_list(
             list_id, record, await self.publish(topics.LISTS, list_id, record)
         )

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 import schemas
+from schemas.records import ConfigChange
 from streams.kafka import topics
 from streams.kafka.reader import TopicReader
 from streams.settings import SECRETS, SECTIONS, Settings
@@ -142,7 +143,7 @@ def author() -> str:
 
 async def publish(settings: Settings, section: str, values: Record | None) -> None:
     """Writes a section (None: back to its default) to the config topic and its history."""
-    change = {
+    change: ConfigChange = {
         "section": section,
         "values_json": None if values is None else json.dumps(values),
         "author": author(),
@@ -165,7 +166,7 @@ async def remove_bad_keys(settings: Settings, keys: list[bytes]) -> None:
 
 
 async def _send(
-    settings: Settings, messages: list[tuple[topics.TopicSpec, bytes, bytes | None]]
+    settings: Settings, messages: list[tuple[topics.TopicSpec[Any], bytes, bytes | None]]
 ) -> None:
     await topics.ensure_topics(settings.kafka)
     producer = AIOKafkaProducer(

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
+from schemas.records import Face, List
 from streams.kafka import topics
 from streams.kafka.gallery import GalleryIndex, face_vectors, list_owner
 from streams.kafka.reader import TopicReader, keep_following
 from streams.settings import Settings
 
-Record = dict[str, Any]
 log = logging.getLogger(__name__)
 
 
 class Directory:
     def __init__(self) -> None:
-        self.faces: dict[str, Record] = {}
+        self.faces: dict[str, Face] = {}
         self._by_sample: dict[str, set[str]] = {}  # sample id -> ids of faces made from it
-        self.lists: dict[str, Record] = {}
+        self.lists: dict[str, List] = {}
         self.gallery = GalleryIndex()
         self.ready = asyncio.Event()
         # The offset of the newest version applied per key: a process applies its own writes at
@@ -34,7 +33,7 @@ class Directory:
         self._offsets[(kind, key)] = offset
         return True
 
-    def apply_face(self, face_id: str, face: Record | None, offset: int) -> None:
+    def apply_face(self, face_id: str, face: Face | None, offset: int) -> None:
         """Raises InvalidRecord, before anything changes, for a face that cannot be applied."""
         if face is not None:
             face_vectors(face)
@@ -49,7 +48,7 @@ class Directory:
                 self._by_sample.setdefault(face["sample_id"], set()).add(face_id)
         self.gallery.apply(face_id, face)
 
-    def apply_list(self, list_id: str, record: Record | None, offset: int) -> None:
+    def apply_list(self, list_id: str, record: List | None, offset: int) -> None:
         if record is not None:
             list_owner(record)
         if not self._newer("list", list_id, offset):
@@ -59,18 +58,18 @@ class Directory:
         else:
             self.lists[list_id] = record
 
-    def find_face(self, account_id: str, face_id: str) -> Record | None:
+    def find_face(self, account_id: str, face_id: str) -> Face | None:
         face = self.faces.get(face_id)
         return face if face is not None and face["account_id"] == account_id else None
 
-    def find_list(self, account_id: str, list_id: str) -> Record | None:
+    def find_list(self, account_id: str, list_id: str) -> List | None:
         record = self.lists.get(list_id)
         return record if record is not None and record["account_id"] == account_id else None
 
-    def faces_with_sample(self, sample_id: str) -> list[Record]:
+    def faces_with_sample(self, sample_id: str) -> list[Face]:
         return [self.faces[face_id] for face_id in self._by_sample.get(sample_id, ())]
 
-    def faces_in(self, account_id: str, list_id: str) -> list[Record]:
+    def faces_in(self, account_id: str, list_id: str) -> list[Face]:
         """The account's faces in the list: a face enrolled through Kafka may name any list id,
         and only faces of the list's own account belong in it."""
         return [

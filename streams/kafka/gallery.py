@@ -7,15 +7,14 @@ holds one descriptor version, so a match never compares descriptors of different
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from processors.matcher import Gallery
+from schemas.records import Face, List, Match
 from streams.models.modelset import DESCRIPTOR_BYTES
 
-Record = dict[str, Any]
 Vectors = dict[int, npt.NDArray[np.float32]]
 
 
@@ -23,7 +22,7 @@ class InvalidRecord(ValueError):
     """A Face or List record that decodes but cannot be applied; its previous state stays."""
 
 
-def face_vectors(face: Record) -> Vectors:
+def face_vectors(face: Face) -> Vectors:
     """The face's descriptors by version, each checked: a known version, its dimension, finite
     values, not all zeros; or InvalidRecord saying what is wrong."""
     if not face["account_id"]:
@@ -45,11 +44,10 @@ def face_vectors(face: Record) -> Vectors:
     return vectors
 
 
-def list_owner(record: Record) -> str:
+def list_owner(record: List) -> str:
     if not record["account_id"]:
         raise InvalidRecord("the list has no account id")
-    owner: str = record["account_id"]
-    return owner
+    return record["account_id"]
 
 
 class GalleryIndex:
@@ -95,7 +93,7 @@ class GalleryIndex:
     def list_owner(self, list_id: str) -> str | None:
         return self._list_owners.get(list_id)
 
-    def apply(self, face_id: str, face: Record | None) -> None:
+    def apply(self, face_id: str, face: Face | None) -> None:
         """An upsert from a Face record, or a removal for a tombstone (None). A record that
         cannot be applied raises InvalidRecord before anything changes."""
         vectors = None if face is None else face_vectors(face)
@@ -114,7 +112,7 @@ class GalleryIndex:
         self._faces_of[account] += 1
         self._user_data[face_id] = face["user_data"]
 
-    def apply_list(self, list_id: str, record: Record | None) -> None:
+    def apply_list(self, list_id: str, record: List | None) -> None:
         """Who owns a list (None: deleted), so that no account enrolls into another's list."""
         if record is None:
             self._list_owners.pop(list_id, None)
@@ -140,7 +138,7 @@ class GalleryIndex:
         list_ids: list[str],
         limit: int,
         threshold: float,
-    ) -> list[Record]:
+    ) -> list[Match]:
         """Best matches over the given lists, best first, at most `limit`."""
         gallery = self._galleries.get((account_id, version))
         if gallery is None or not len(gallery):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from aiokafka import AIOKafkaProducer
 
+from schemas.records import Context, Enrollment, Image
 from streams.kafka import claim_check, topics
 from streams.settings import Settings
 
@@ -50,18 +51,20 @@ class ImageProducer:
         source: str | None = None,
         enroll: Record | None = None,
         event_id: str | None = None,
-    ) -> Record:
+    ) -> Image:
         event_id = event_id or str(uuid.uuid4())
         ref = None
         if len(data) > self.settings.kafka.max_message_bytes - ENVELOPE_BYTES:
             ref = claim_check.store(self.settings.image.claim_check_dir, account_id, data)
-        context = {
+        # `enroll` may leave out its optional fields; the Image's contract checks it at encode.
+        defaults = {"face_id": None, "user_data": None}
+        context: Context = {
             "event_id": event_id,
             "account_id": account_id,
             "created_at": datetime.now(UTC),
             "source": source,
             "list_ids": list_ids or [],
-            "enroll": None if enroll is None else {"face_id": None, "user_data": None, **enroll},
+            "enroll": None if enroll is None else cast(Enrollment, defaults | enroll),
             "timings": {},
         }
         return {"context": context, "data": None if ref else data, "data_ref": ref}
@@ -69,10 +72,9 @@ class ImageProducer:
     async def send(self, data: bytes, **options: Any) -> str:
         record = self.image_record(data, **options)
         await self.send_record(record)
-        event_id: str = record["context"]["event_id"]
-        return event_id
+        return record["context"]["event_id"]
 
-    async def send_record(self, record: Record) -> None:
+    async def send_record(self, record: Image) -> None:
         await self.send_raw(topics.IMAGES.encode(record), key=record["context"]["event_id"])
 
     async def send_raw(self, value: bytes, key: str | None = None) -> None:

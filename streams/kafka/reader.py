@@ -71,7 +71,7 @@ class TopicReader:
     """
 
     def __init__(
-        self, settings: Settings, spec: topics.TopicSpec, from_beginning: bool = False
+        self, settings: Settings, spec: topics.TopicSpec[Any], from_beginning: bool = False
     ) -> None:
         self.settings = settings
         self.name = topics.topic_name(settings.kafka, spec)

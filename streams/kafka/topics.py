@@ -7,49 +7,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 import schemas
+from schemas.records import (
+    ConfigChange,
+    DeadLetter,
+    Descriptors,
+    Detections,
+    Event,
+    Face,
+    Image,
+    List,
+    LivenessResults,
+    Reextraction,
+    Sample,
+)
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+RecordT = TypeVar("RecordT", bound=Mapping[str, Any])  # the records.py type of a topic
 
 
 @dataclass(frozen=True)
-class TopicSpec:
+class TopicSpec(Generic[RecordT]):
     suffix: str  # the topic is "<prefix>.<suffix>"
     schema: str  # message type in schemas/
     compacted: bool = False
 
-    def encode(self, record: schemas.Record) -> bytes:
+    def encode(self, record: RecordT) -> bytes:
         """The message's value in the wire format; SchemaError if it breaks the contract."""
         return schemas.codec(self.schema).encode(record)
 
-    def decode(self, value: bytes | None) -> schemas.Record:
+    def decode(self, value: bytes | None) -> RecordT:
         """The record a message's value holds (of any version there is a snapshot of);
         SchemaError with its code (null_value, bad_wire_format, ...) if it holds none."""
-        return schemas.codec(self.schema).decode(value)
+        return cast(RecordT, schemas.codec(self.schema).decode(value))  # a typed view, no copy
 
 
-IMAGES = TopicSpec("images", "Image")
-DETECTIONS = TopicSpec("detections", "Detections")
-LIVENESS = TopicSpec("liveness", "LivenessResults")
-DESCRIPTORS = TopicSpec("descriptors", "Descriptors")
-EVENTS = TopicSpec("events", "Event")
-FACES = TopicSpec("faces", "Face", compacted=True)
-SAMPLES = TopicSpec("samples", "Sample", compacted=True)
-LISTS = TopicSpec("lists", "List", compacted=True)
-CONFIG = TopicSpec("config", "ConfigChange", compacted=True)
-CONFIG_HISTORY = TopicSpec("config_history", "ConfigChange")
-REEXTRACTIONS = TopicSpec("reextractions", "Reextraction")
-DEAD_LETTERS = TopicSpec("dead_letters", "DeadLetter")
+IMAGES: TopicSpec[Image] = TopicSpec("images", "Image")
+DETECTIONS: TopicSpec[Detections] = TopicSpec("detections", "Detections")
+LIVENESS: TopicSpec[LivenessResults] = TopicSpec("liveness", "LivenessResults")
+DESCRIPTORS: TopicSpec[Descriptors] = TopicSpec("descriptors", "Descriptors")
+EVENTS: TopicSpec[Event] = TopicSpec("events", "Event")
+FACES: TopicSpec[Face] = TopicSpec("faces", "Face", compacted=True)
+SAMPLES: TopicSpec[Sample] = TopicSpec("samples", "Sample", compacted=True)
+LISTS: TopicSpec[List] = TopicSpec("lists", "List", compacted=True)
+CONFIG: TopicSpec[ConfigChange] = TopicSpec("config", "ConfigChange", compacted=True)
+CONFIG_HISTORY: TopicSpec[ConfigChange] = TopicSpec("config_history", "ConfigChange")
+REEXTRACTIONS: TopicSpec[Reextraction] = TopicSpec("reextractions", "Reextraction")
+DEAD_LETTERS: TopicSpec[DeadLetter] = TopicSpec("dead_letters", "DeadLetter")
 
-ALL = (
+ALL: tuple[TopicSpec[Any], ...] = (
     IMAGES,
     DETECTIONS,
     LIVENESS,
@@ -63,10 +78,10 @@ ALL = (
     CONFIG_HISTORY,
     REEXTRACTIONS,
 )
-BY_SUFFIX = {spec.suffix: spec for spec in ALL}
+BY_SUFFIX: dict[str, TopicSpec[Any]] = {spec.suffix: spec for spec in ALL}
 
 
-def topic_name(settings: KafkaSettings, spec: TopicSpec) -> str:
+def topic_name(settings: KafkaSettings, spec: TopicSpec[Any]) -> str:
     return f"{settings.topic_prefix}.{spec.suffix}"
 
 
@@ -87,7 +102,7 @@ def producer(settings: KafkaSettings, **options: Any) -> AIOKafkaProducer:
     )
 
 
-def topic_config(settings: KafkaSettings, spec: TopicSpec) -> dict[str, str]:
+def topic_config(settings: KafkaSettings, spec: TopicSpec[Any]) -> dict[str, str]:
     config = {"max.message.bytes": str(settings.max_message_bytes)}
     if spec.compacted:
         config |= {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}

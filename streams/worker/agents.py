@@ -24,6 +24,7 @@ from streams.control.monitoring import Monitor
 from streams.kafka import topics
 from streams.kafka.gallery import GalleryIndex
 from streams.kafka.reader import TopicReader, keep_following
+from streams.kafka.topics import RecordT
 from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings
 from streams.worker.deadletters import finish_batch
@@ -44,7 +45,7 @@ STAGES = ("detect", "liveness", "extract", "match", "store")
 
 def _batches(
     stream: faust.StreamT[bytes], size: int, within: float
-) -> AsyncIterator[Sequence[EventT]]:
+) -> AsyncIterator[Sequence[EventT[bytes]]]:
     """Batches of events with their offsets. The StreamT interface lacks take_events; every
     stream an agent is given is a faust.Stream, which has it."""
     return cast(faust.Stream[bytes], stream).take_events(size, within=within)
@@ -113,7 +114,9 @@ class Pipeline:
 
     # -- stage agents ---------------------------------------------------------------------
 
-    def _stage_agent(self, stage: Stage, source: topics.TopicSpec, batch: int) -> None:
+    def _stage_agent(
+        self, stage: Stage[RecordT], source: topics.TopicSpec[RecordT], batch: int
+    ) -> None:
         max_bytes = self.settings.kafka.max_message_bytes
         runner = StageRunner(stage, source, self.port, self.monitor, max_bytes)
         within = self.settings.worker.batch_wait_s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import faust
 from faust.types import AgentT
@@ -28,7 +29,7 @@ def static_member_id(settings: Settings) -> str | None:
 
 
 class App(faust.App):
-    async def _on_agent_error(self, agent: AgentT, exc: BaseException) -> None:
+    async def _on_agent_error(self, agent: AgentT[Any], exc: BaseException) -> None:
         """Faust commits the consumer's offsets here and restarts the agent, while take_events
         acks the batch the agent died in as it is closed: that batch would be lost. The app
         crashes instead, and the worker exits before anything is committed (crash.py)."""

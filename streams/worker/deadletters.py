@@ -15,9 +15,11 @@ import os
 import sys
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from faust.types import EventT
+
+from schemas.records import Context, DeadLetter, Reextraction
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,12 @@ def _bounded(data: bytes | None) -> bytes | None:
 
 
 def letter(
-    stage: str, event: EventT, code: str, message: str, context: dict[str, Any] | None
-) -> dict[str, Any]:
+    stage: str,
+    event: EventT[bytes],
+    code: str,
+    message: str,
+    context: Context | Reextraction | None,
+) -> DeadLetter:
     """The DeadLetter record of `event`: its payload cut to PAYLOAD_BOUND, with the original
     size and sha256 so that the cut is visible and the original can be found again."""
     msg, value = event.message, event.value
@@ -67,7 +73,7 @@ def exit_now(
     os._exit(code)
 
 
-async def finish_batch(what: str, events: Sequence[EventT], work: Awaitable[None]) -> None:
+async def finish_batch(what: str, events: Sequence[EventT[bytes]], work: Awaitable[None]) -> None:
     """Awaits a batch's `work` inside the agent's `async for` body, before take_events acks it.
 
     An exception exits the process (see exit_now). A cancellation (the worker stopping) withholds

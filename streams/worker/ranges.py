@@ -9,15 +9,25 @@ fails alone, with its reason, where it enters the stage.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sized
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from processors.liveness import CROP_SIZE, SCALES
 from schemas import SchemaError
+from schemas.records import (
+    Context,
+    DescribedFace,
+    Descriptors,
+    DetectedFace,
+    Detections,
+    LiveFace,
+    LivenessResults,
+)
 from streams.models.modelset import DESCRIPTOR_BYTES
 
-Record = dict[str, Any]
+Faced = Detections | LivenessResults | Descriptors
+F = TypeVar("F", DetectedFace, LiveFace, DescribedFace)  # a face of a Faced record
 
 OUT_OF_RANGE = "out_of_range"
 UINT16_MAX = 65_535  # events.face_count, face_indexes, descriptors.face_index
@@ -36,15 +46,14 @@ def _number(where: str, value: float, low: float, high: float = math.inf) -> Non
         raise _fail(where, f"{value!r} is not within [{low}, {high}]")
 
 
-def _length(where: str, value: bytes | list[Any], expected: int) -> None:
+def _length(where: str, value: Sized, expected: int) -> None:
     if len(value) != expected:
         raise _fail(where, f"holds {len(value)}, not {expected}")
 
 
-def check_context(record: Record) -> None:
+def check_context(context: Context) -> None:
     """The context's part of `check`: a message that passes it can be answered with an error
     event of its own."""
-    context = record["context"]
     for key in ("event_id", "account_id"):
         if not context[key]:
             raise _fail(f"context.{key}", "is empty")
@@ -52,23 +61,20 @@ def check_context(record: Record) -> None:
         raise _fail("context.created_at", f"{context['created_at']} is outside 1970..2106")
 
 
-def _image_size(record: Record) -> None:
+def _faces(record: Faced, faces: list[F], face: Callable[[str, F], None]) -> None:
+    """The checks common to every record of `faces` (the record's), then `face` on each face."""
     _number("image_width", record["image_width"], 1)
     _number("image_height", record["image_height"], 1)
-
-
-def _faces(record: Record, face: Callable[[str, Record], None]) -> None:
-    _image_size(record)
-    if len(record["faces"]) > UINT16_MAX:
-        raise _fail("faces", f"{len(record['faces'])} faces, over {UINT16_MAX}")
-    for i, item in enumerate(record["faces"]):
+    if len(faces) > UINT16_MAX:
+        raise _fail("faces", f"{len(faces)} faces, over {UINT16_MAX}")
+    for i, item in enumerate(faces):
         where = f"faces[{i}]"
         geometry = item["geometry"]
         _number(f"{where}.geometry.index", geometry["index"], 0, UINT16_MAX)
-        for key in ("x", "y"):
-            _number(f"{where}.geometry.{key}", geometry[key], -math.inf)
-        for key in ("width", "height"):
-            _number(f"{where}.geometry.{key}", geometry[key], 0)
+        _number(f"{where}.geometry.x", geometry["x"], -math.inf)
+        _number(f"{where}.geometry.y", geometry["y"], -math.inf)
+        _number(f"{where}.geometry.width", geometry["width"], 0)
+        _number(f"{where}.geometry.height", geometry["height"], 0)
         _number(f"{where}.geometry.score", geometry["score"], 0, 1)
         _length(f"{where}.geometry.landmarks", geometry["landmarks"], LANDMARK_VALUES)
         for n, value in enumerate(geometry["landmarks"]):
@@ -78,11 +84,11 @@ def _faces(record: Record, face: Callable[[str, Record], None]) -> None:
         face(where, item)
 
 
-def _detected(where: str, face: Record) -> None:
+def _detected(where: str, face: DetectedFace) -> None:
     _length(f"{where}.liveness_input", face["liveness_input"], LIVENESS_INPUT_BYTES)
 
 
-def _live(where: str, face: Record) -> None:
+def _live(where: str, face: LiveFace | DescribedFace) -> None:
     _number(f"{where}.liveness.probability", face["liveness"]["probability"], 0, 1)
     _number(f"{where}.liveness.quality", face["liveness"]["quality"], 0, 1)
 
@@ -93,8 +99,8 @@ def _descriptor(where: str, version: int, vector: bytes) -> None:
     _length(f"{where} bytes", vector, DESCRIPTOR_BYTES[version])
 
 
-def _described(version: int) -> Callable[[str, Record], None]:
-    def check(where: str, face: Record) -> None:
+def _described(version: int) -> Callable[[str, DescribedFace], None]:
+    def check(where: str, face: DescribedFace) -> None:
         _live(where, face)
         _descriptor(f"{where}.descriptor", version, face["descriptor"])
         for n, other in enumerate(face["other_descriptors"]):
@@ -103,18 +109,27 @@ def _described(version: int) -> Callable[[str, Record], None]:
     return check
 
 
-def _descriptors(record: Record) -> None:
-    _faces(record, _described(record["descriptor_version"]))
+def _detections(record: Detections) -> None:
+    _faces(record, record["faces"], _detected)
 
 
-CHECKS: dict[str, Callable[[Record], None]] = {
-    "Detections": lambda record: _faces(record, _detected),
-    "LivenessResults": lambda record: _faces(record, _live),
+def _liveness(record: LivenessResults) -> None:
+    _faces(record, record["faces"], _live)
+
+
+def _descriptors(record: Descriptors) -> None:
+    _faces(record, record["faces"], _described(record["descriptor_version"]))
+
+
+# By message type: each takes the records.py type of its name.
+CHECKS: dict[str, Callable[[Any], None]] = {
+    "Detections": _detections,
+    "LivenessResults": _liveness,
     "Descriptors": _descriptors,
 }
 
 
-def check(name: str, record: Record) -> None:
+def check(name: str, record: Mapping[str, Any]) -> None:
     """Raises SchemaError(out_of_range) naming the first value of a `name` message out of range
     (its context aside: see check_context)."""
     CHECKS.get(name, lambda record: None)(record)

@@ -27,6 +27,7 @@ from aiokafka.structs import RecordMetadata
 import schemas
 from processors.errors import ProcessingError
 from processors.types import DescriptorExtractor
+from schemas.records import Face, Reextraction, Sample
 from streams.control.monitoring import Monitor
 from streams.kafka import topics
 from streams.kafka.directory import Directory
@@ -35,7 +36,6 @@ from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings, Settings
 from streams.worker.stages import decode_sample
 
-Record = dict[str, Any]
 log = logging.getLogger(__name__)
 
 
@@ -262,17 +262,9 @@ class ReextractionTask:
             if done or (face["sample_id"] is not None) != has_sample:
                 continue
             count += 1
+            message = f"face {face['face_id']} {why}"
             await self._log(
-                {
-                    "sample_id": face["sample_id"],
-                    "account_id": face["account_id"],
-                    "event_id": None,
-                    "face_index": 0,
-                    "face_ids": [face["face_id"]],
-                    "descriptor": None,
-                    "error_code": code,
-                    "error_message": f"face {face['face_id']} {why}",
-                }
+                face["sample_id"], face["account_id"], [face["face_id"]], error=(code, message)
             )
         return count
 
@@ -283,33 +275,18 @@ class ReextractionTask:
         self.progress.errors += errors
         self.progress.not_reextractable += len(refused) - errors
         for sample_id, error in refused:
-            await self._log(
-                {
-                    "sample_id": sample_id,
-                    "account_id": "",
-                    "event_id": None,
-                    "face_index": 0,
-                    "face_ids": [],
-                    "descriptor": None,
-                    "error_code": error.code,
-                    "error_message": str(error),
-                }
-            )
+            await self._log(sample_id, "", [], error=(error.code, str(error)))
         updates = []
         for sample, descriptor in described:
             faces = self.directory.faces_with_sample(sample["sample_id"])
             updates += [await self._add_to_face(face, descriptor) for face in faces]
             await self._log(
-                {
-                    "sample_id": sample["sample_id"],
-                    "account_id": sample["account_id"],
-                    "event_id": sample["event_id"],
-                    "face_index": sample["face_index"],
-                    "face_ids": [f["face_id"] for f in faces],
-                    "descriptor": descriptor,
-                    "error_code": None,
-                    "error_message": None,
-                }
+                sample["sample_id"],
+                sample["account_id"],
+                [f["face_id"] for f in faces],
+                event_id=sample["event_id"],
+                face_index=sample["face_index"],
+                descriptor=descriptor,
             )
             self.progress.processed += 1
         await self._producer.flush()
@@ -320,22 +297,44 @@ class ReextractionTask:
         self.monitor.record(MONITORED_STAGE, len(described), errors, seconds)
 
     async def _add_to_face(
-        self, face: Record, descriptor: bytes
-    ) -> tuple[str, Record, asyncio.Future[RecordMetadata]]:
+        self, face: Face, descriptor: bytes
+    ) -> tuple[str, Face, asyncio.Future[RecordMetadata]]:
         """Sends the face with the version added; the directory takes it once it is written."""
         kept = [d for d in face["descriptors"] if d["version"] != self.version]
-        updated = {**face, "descriptors": [*kept, {"version": self.version, "vector": descriptor}]}
+        updated: Face = {
+            **face,
+            "descriptors": [*kept, {"version": self.version, "vector": descriptor}],
+        }
         name = topics.topic_name(self.settings.kafka, topics.FACES)
         value = topics.FACES.encode(updated)
         sent = await self._producer.send(name, value, key=face["face_id"].encode())
         return face["face_id"], updated, sent
 
-    async def _log(self, entry: Record) -> None:
-        record = {
+    async def _log(
+        self,
+        sample_id: str | None,
+        account_id: str,
+        face_ids: list[str],
+        *,
+        event_id: str | None = None,
+        face_index: int = 0,
+        descriptor: bytes | None = None,
+        error: tuple[str, str] | None = None,  # code, message
+    ) -> None:
+        """One entry of the task's log: a sample re-extracted, or why it was not."""
+        code, message = error or (None, None)
+        record: Reextraction = {
             "task_id": self.task_id,
+            "sample_id": sample_id,
+            "account_id": account_id,
+            "event_id": event_id,
+            "face_index": face_index,
+            "face_ids": face_ids,
             "version": self.version,
+            "descriptor": descriptor,
+            "error_code": code,
+            "error_message": message,
             "processed_at": datetime.now(UTC),
-            **entry,
         }
         name = topics.topic_name(self.settings.kafka, topics.REEXTRACTIONS)
         value = topics.REEXTRACTIONS.encode(record)
@@ -344,7 +343,7 @@ class ReextractionTask:
 
 Refused = schemas.SchemaError | ProcessingError
 DELETED = "deleted_sample"  # not re-extractable rather than an error
-Described = tuple[Record, bytes]  # a sample and its new descriptor's bytes
+Described = tuple[Sample, bytes]  # a sample and its new descriptor's bytes
 RefusedSample = tuple[str | None, Refused]  # a sample's key and why it was refused
 Extracted = tuple[list[Described], list[RefusedSample]]  # of a chunk or a batch
 
@@ -371,7 +370,7 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
 def _describe(extractor: DescriptorExtractor, messages: list[Any]) -> Extracted:
     """Decoding and extraction of a chunk, in a lane (a thread) off the event loop:
     (sample, descriptor bytes) for each good sample, (key, error) for each bad one."""
-    good: list[tuple[Record, np.ndarray]] = []
+    good: list[tuple[Sample, np.ndarray]] = []
     refused: list[RefusedSample] = []
     for message in messages:
         # Only for the log of a refused sample: a key that is not UTF-8 must not end the task.

@@ -15,18 +15,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Protocol, cast
+from typing import Generic, Protocol, cast
 
 from faust.types import EventT
 
 from processors.errors import ProcessingError
 from schemas import SchemaError
+from schemas.records import Context, Reextraction
 from streams.control.monitoring import Monitor
 from streams.kafka import topics
 from streams.kafka.images import ENVELOPE_BYTES
+from streams.kafka.topics import RecordT
 from streams.worker import ranges
 from streams.worker.deadletters import MESSAGE_BOUND, letter
-from streams.worker.stages import Record, Result, Stage, error_event
+from streams.worker.stages import Result, Stage, error_event
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ async def dead_letter(
     stage: str,
     raw: RawMessage,
     error: ProcessingError | SchemaError,
-    context: Record | None,
+    context: Context | Reextraction | None,
 ) -> Sent:
     """Sends the message's dead letter (bounded: it always fits); returns its delivery."""
     code, message = error.code, str(error)
@@ -83,16 +85,16 @@ async def dead_letter(
             code,
         )
     # letter() reads only the key, the value and the message's topic, partition and offset.
-    record = letter(stage, cast(EventT, raw), code, message, context)
+    record = letter(stage, cast(EventT[bytes], raw), code, message, context)
     key = context["event_id"] if context else None
     return await port.send(topics.DEAD_LETTERS.suffix, key, topics.DEAD_LETTERS.encode(record))
 
 
-class StageRunner:
+class StageRunner(Generic[RecordT]):
     def __init__(
         self,
-        stage: Stage,
-        source: topics.TopicSpec,
+        stage: Stage[RecordT],
+        source: topics.TopicSpec[RecordT],
         port: Port,
         monitor: Monitor,
         max_message_bytes: int,
@@ -108,12 +110,12 @@ class StageRunner:
         letter of it is delivered. A send the broker refused raises: the batch stays unacked."""
         started = time.perf_counter()
         sent: list[Sent] = []
-        decoded: list[tuple[RawMessage, Record]] = []
+        decoded: list[tuple[RawMessage, RecordT]] = []
         for raw in batch:
             trusted = None  # a record whose context may be answered with an error event
             try:
                 record = self.source.decode(raw.value)
-                ranges.check_context(record)
+                ranges.check_context(record["context"])
                 trusted = record
                 ranges.check(self.source.schema, record)
                 decoded.append((raw, record))
@@ -139,7 +141,7 @@ class StageRunner:
         elapsed = time.perf_counter() - started
         self.monitor.record(self.stage.name, len(batch) - failed, failed, elapsed)
 
-    def _run_isolated(self, records: list[Record]) -> list[Result]:
+    def _run_isolated(self, records: list[RecordT]) -> list[Result]:
         """Runs the batch; if it breaks, runs each message alone so one bad one fails alone."""
         stage = self.stage
         if not records:
@@ -182,13 +184,13 @@ class StageRunner:
         return encoded
 
     async def _reject(
-        self, raw: RawMessage, record: Record | None, error: ProcessingError
+        self, raw: RawMessage, record: RecordT | None, error: ProcessingError
     ) -> list[Sent]:
         """A dead letter, and an error event when the message's event is known."""
         stage = self.stage.name
         if record is None:
             return [await dead_letter(self.port, stage, raw, error, None)]
-        context = record["context"]
+        context: Context = record["context"]
         log.warning(
             "event %s rejected at %s: %s (%s)",
             context["event_id"],

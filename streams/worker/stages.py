@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -20,6 +20,24 @@ from processors import align
 from processors.errors import ImageError, ProcessingError
 from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, LivenessResult
+from schemas.records import (
+    Context,
+    DescribedFace,
+    Descriptors,
+    DetectedFace,
+    Detections,
+    Enrollment,
+    Event,
+    Face,
+    FaceGeometry,
+    Image,
+    LiveFace,
+    Liveness,
+    LivenessResults,
+    Match,
+    MatchedFace,
+    Sample,
+)
 from streams.kafka import claim_check
 from streams.kafka.gallery import GalleryIndex
 from streams.models.modelset import ModelSet
@@ -31,15 +49,15 @@ from streams.settings import (
     Settings,
 )
 
-Record = dict[str, Any]
 Output = Literal["detections", "samples", "liveness", "descriptors", "events", "faces"]
+In = TypeVar("In", contravariant=True)  # the records.py type of a stage's source topic
 
 
 @dataclass
 class Emit:
     output: Output
     key: str | None
-    value: Record
+    value: Mapping[str, Any]  # the output topic's record; its contract checks it at encode
 
 
 @dataclass
@@ -48,24 +66,24 @@ class Result:
     error: ProcessingError | None = None
 
 
-class Stage(Protocol):
+class Stage(Protocol[In]):
     name: str
     compute_bound: bool  # runs models: worth a thread of its own
 
-    def run(self, records: Sequence[Record]) -> list[Result]: ...
+    def run(self, records: Sequence[In]) -> list[Result]: ...
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _timed(context: Record, stage: str, started: float, share: int = 1) -> Record:
+def _timed(context: Context, stage: str, started: float, share: int = 1) -> Context:
     timings = dict(context["timings"])
     timings[stage] = (time.perf_counter() - started) * 1000.0 / max(share, 1)
     return {**context, "timings": timings}
 
 
-def _geometry(index: int, d: Detection) -> Record:
+def _geometry(index: int, d: Detection) -> FaceGeometry:
     return {
         "index": index,
         "x": d.x,
@@ -77,11 +95,10 @@ def _geometry(index: int, d: Detection) -> Record:
     }
 
 
-def read_image_bytes(image: Record, limits: ImageSettings) -> bytes:
+def read_image_bytes(image: Image, limits: ImageSettings) -> bytes:
     """Inline bytes, or the claim-checked file the producer stored for the message's account."""
     if image["data"] is not None:
-        data: bytes = image["data"]
-        return data
+        return image["data"]
     ref = image["data_ref"]
     if ref is None:
         raise ImageError("the message has neither image bytes nor a reference", code="empty_image")
@@ -137,11 +154,11 @@ class DetectStage:
         self.models = models
         self.live = live
 
-    def run(self, records: Sequence[Record]) -> list[Result]:
+    def run(self, records: Sequence[Image]) -> list[Result]:
         settings = self.live.current  # one batch, one version of the settings
         return [self._one(record, settings) for record in records]
 
-    def _one(self, record: Record, settings: Settings) -> Result:
+    def _one(self, record: Image, settings: Settings) -> Result:
         started = time.perf_counter()
         limits = settings.image
         try:
@@ -152,7 +169,8 @@ class DetectStage:
         except ProcessingError as error:
             return Result(error=error)
         context = record["context"]
-        detected, samples = [], []
+        detected: list[DetectedFace] = []
+        samples: list[Emit] = []
         for index, detection in faces:
             sample_id = derived_id("sample", context["event_id"], index)
             sample = encode_jpeg(align.warp(image, detection.landmarks))
@@ -165,22 +183,17 @@ class DetectStage:
                     "liveness_input": np.ascontiguousarray(crops, dtype=np.uint8).tobytes(),
                 }
             )
-            samples.append(
-                Emit(
-                    "samples",
-                    sample_id,
-                    {
-                        "sample_id": sample_id,
-                        "account_id": context["account_id"],
-                        "event_id": context["event_id"],
-                        "face_index": index,
-                        "created_at": now_utc(),
-                        "image": sample,
-                    },
-                )
-            )
+            kept: Sample = {
+                "sample_id": sample_id,
+                "account_id": context["account_id"],
+                "event_id": context["event_id"],
+                "face_index": index,
+                "created_at": now_utc(),
+                "image": sample,
+            }
+            samples.append(Emit("samples", sample_id, kept))
         height, width = image.shape[:2]
-        out = {
+        out: Detections = {
             "context": _timed(context, self.name, started),
             "image_width": width,
             "image_height": height,
@@ -198,7 +211,7 @@ class LivenessStage:
     def __init__(self, models: ModelSet) -> None:
         self.models = models
 
-    def run(self, records: Sequence[Record]) -> list[Result]:
+    def run(self, records: Sequence[Detections]) -> list[Result]:
         started = time.perf_counter()
         crops = [
             np.frombuffer(face["liveness_input"], dtype=np.uint8).reshape(2, 80, 80, 3)
@@ -208,7 +221,7 @@ class LivenessStage:
         estimates = iter(self.models.liveness.estimate(crops) if crops else [])
         results = []
         for record in records:
-            faces = [
+            faces: list[LiveFace] = [
                 {
                     "geometry": face["geometry"],
                     "sample_id": face["sample_id"],
@@ -217,27 +230,17 @@ class LivenessStage:
                 }
                 for face in record["faces"]
             ]
-            results.append((record, faces))
-        return [
-            Result(
-                [
-                    Emit(
-                        "liveness",
-                        record["context"]["event_id"],
-                        {
-                            "context": _timed(record["context"], self.name, started, len(records)),
-                            "image_width": record["image_width"],
-                            "image_height": record["image_height"],
-                            "faces": faces,
-                        },
-                    )
-                ]
-            )
-            for record, faces in results
-        ]
+            out: LivenessResults = {
+                "context": _timed(record["context"], self.name, started, len(records)),
+                "image_width": record["image_width"],
+                "image_height": record["image_height"],
+                "faces": faces,
+            }
+            results.append(Result([Emit("liveness", record["context"]["event_id"], out)]))
+        return results
 
 
-def _liveness(result: LivenessResult) -> Record:
+def _liveness(result: LivenessResult) -> Liveness:
     return {"probability": result.probability, "quality": result.quality}
 
 
@@ -260,7 +263,7 @@ class ExtractStage:
         self.models = models
         self.versions = versions  # the default first, then those extracted beside it
 
-    def run(self, records: Sequence[Record]) -> list[Result]:
+    def run(self, records: Sequence[LivenessResults]) -> list[Result]:
         started = time.perf_counter()
         version, *others = self.versions()
         samples = [decode_sample(f["sample"]) for record in records for f in record["faces"]]
@@ -270,7 +273,7 @@ class ExtractStage:
         }
         results = []
         for record in records:
-            faces = [
+            faces: list[DescribedFace] = [
                 {
                     "geometry": face["geometry"],
                     "sample_id": face["sample_id"],
@@ -282,7 +285,7 @@ class ExtractStage:
                 }
                 for face in record["faces"]
             ]
-            out = {
+            out: Descriptors = {
                 "context": _timed(record["context"], self.name, started, len(records)),
                 "image_width": record["image_width"],
                 "image_height": record["image_height"],
@@ -325,29 +328,30 @@ class MatchStage:
         self.gallery = gallery
         self.live = live
 
-    def run(self, records: Sequence[Record]) -> list[Result]:
+    def run(self, records: Sequence[Descriptors]) -> list[Result]:
         match = self.live.current.match
         return [self._one(record, match) for record in records]
 
-    def _one(self, record: Record, match: MatchSettings) -> Result:
+    def _one(self, record: Descriptors, match: MatchSettings) -> Result:
         started = time.perf_counter()
         context = record["context"]
-        if context["enroll"] is not None:
-            refused = self._refused_enrollment(context)
+        enrollment = context["enroll"]
+        if enrollment is not None:
+            refused = self._refused_enrollment(enrollment, context["account_id"])
             if refused is not None:
                 return Result(error=refused)
         version = record["descriptor_version"]
-        emits = []
-        faces = []
+        emits: list[Emit] = []
+        faces: list[MatchedFace] = []
         for face in record["faces"]:
             enrolled = None
-            matches: list[Record] = []
+            matches: list[Match] = []
             vectors = {version: face["descriptor"]} | {
                 d["version"]: d["vector"] for d in face["other_descriptors"]
             }
             serving = self.gallery.serving_version(context["account_id"], list(vectors))
-            if context["enroll"] is not None:
-                face_record = self._enroll(context, face, vectors)
+            if enrollment is not None:
+                face_record = self._enroll(context, enrollment, face, vectors)
                 enrolled = face_record["face_id"]
                 self.gallery.apply(enrolled, face_record)
                 emits.append(Emit("faces", enrolled, face_record))
@@ -368,7 +372,7 @@ class MatchStage:
                     "matched_version": serving if context["list_ids"] else None,
                 }
             )
-        event = {
+        event: Event = {
             "context": _timed(context, self.name, started),
             "finished_at": now_utc(),
             "status": "ok",
@@ -381,10 +385,9 @@ class MatchStage:
         }
         return Result([*emits, Emit("events", context["event_id"], event)])
 
-    def _refused_enrollment(self, context: Record) -> ProcessingError | None:
+    def _refused_enrollment(self, enrollment: Enrollment, account: str) -> ProcessingError | None:
         """A face id or list id of another account is not the sender's to use: refused, nothing
         changes. A list id no account owns yet stays usable, for the sender's account only."""
-        enrollment, account = context["enroll"], context["account_id"]
         owners = {
             "face_id": enrollment["face_id"] and self.gallery.face_owner(enrollment["face_id"]),
             "list_id": self.gallery.list_owner(enrollment["list_id"]),
@@ -397,8 +400,9 @@ class MatchStage:
         return None
 
     @staticmethod
-    def _enroll(context: Record, face: Record, vectors: dict[int, bytes]) -> Record:
-        enrollment = context["enroll"]
+    def _enroll(
+        context: Context, enrollment: Enrollment, face: DescribedFace, vectors: dict[int, bytes]
+    ) -> Face:
         return {
             "face_id": enrollment["face_id"]
             or derived_id("face", context["event_id"], face["geometry"]["index"]),
@@ -412,7 +416,7 @@ class MatchStage:
         }
 
 
-def error_event(context: Record, error: ProcessingError) -> Record:
+def error_event(context: Context, error: ProcessingError) -> Event:
     return {
         "context": context,
         "finished_at": now_utc(),

@@ -27,6 +27,7 @@ from faust.types import EventT
 
 import schemas
 from processors.errors import ProcessingError
+from schemas.records import Context, Face, Reextraction
 from sinks.clickhouse import connect
 from sinks.migrate import SchemaBehind, require_newest, upgrade
 from sinks.store import EventSink, FaceSink, ReextractionSink
@@ -37,14 +38,14 @@ from streams.kafka.gallery import InvalidRecord, face_vectors
 from streams.worker.agents import Pipeline, _batches
 from streams.worker.deadletters import finish_batch
 from streams.worker.runner import Sent, dead_letter
-from streams.worker.stages import Record
 
 log = logging.getLogger(__name__)
 
 REFUSED = "storage_refused"
 
-Storable = Callable[[EventT], Any]  # the sink's item from a message; raises SchemaError
-Context = Callable[[Any], Record | None]  # event and account ids of an item, when it has them
+Storable = Callable[[EventT[bytes]], Any]  # the sink's item from a message; raises SchemaError
+Ids = Context | Reextraction  # what has the event and account ids of an item
+IdsOf = Callable[[Any], Ids | None]  # an item's ids, when it has them
 
 
 def register(pipeline: Pipeline) -> None:
@@ -70,10 +71,10 @@ def register(pipeline: Pipeline) -> None:
     # One thread owns the client: chDB and the native driver are not for concurrent use.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
 
-    def value(spec: topics.TopicSpec) -> Storable:
+    def value(spec: topics.TopicSpec[Any]) -> Storable:
         return lambda event: spec.decode(event.value)
 
-    def keyed_face(event: EventT) -> tuple[str, Record | None]:
+    def keyed_face(event: EventT[bytes]) -> tuple[str, Face | None]:
         try:
             face_id = bytes(event.key or b"").decode()  # a None value is a deleted face
         except UnicodeDecodeError as exc:
@@ -88,11 +89,11 @@ def register(pipeline: Pipeline) -> None:
                 raise schemas.SchemaError("out_of_range", f"face {face_id}: {invalid}") from None
         return face_id, face
 
-    def reextracted(item: Record) -> Record | None:
+    def reextracted(item: Reextraction) -> Reextraction | None:
         return item if item["event_id"] else None  # has event_id and account_id
 
     db = storage.database
-    stores: list[tuple[str, Sink[Any], Storable, Context]] = [
+    stores: list[tuple[str, Sink[Any], Storable, IdsOf]] = [
         ("events", EventSink(client, db), value(topics.EVENTS), lambda item: item["context"]),
         ("faces", FaceSink(client, db), keyed_face, lambda item: None),
         ("reextractions", ReextractionSink(client, db), value(topics.REEXTRACTIONS), reextracted),
@@ -109,7 +110,7 @@ class StoreAgent:
         name: str,
         sink: Sink[Any],
         storable: Storable,
-        context: Context,
+        context: IdsOf,
         executor: ThreadPoolExecutor,
     ) -> None:
         self.pipeline = pipeline
@@ -126,7 +127,7 @@ class StoreAgent:
         ):
             await finish_batch(self.name, events, self.store(events))
 
-    async def store(self, events: Sequence[EventT]) -> None:
+    async def store(self, events: Sequence[EventT[bytes]]) -> None:
         started = time.perf_counter()
         pipeline, letters = self.pipeline, list[Sent]()
         for event in events:
@@ -138,7 +139,7 @@ class StoreAgent:
             self.sink.add(item, tag=(event, self.context(item)))
         written, refused = await self.flush()
         for refusal in refused:
-            event, context = cast(tuple[EventT, Record | None], refusal.tag)
+            event, context = cast(tuple[EventT[bytes], Ids | None], refusal.tag)
             log.warning("%s: ClickHouse refused a message: %s", self.name, refusal.reason)
             refused_here = ProcessingError(refusal.reason, code=REFUSED)
             letters.append(

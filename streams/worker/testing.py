@@ -8,9 +8,11 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
 
+from schemas.records import Event, Image
 from streams.control.monitoring import Monitor
 from streams.kafka import topics
 from streams.kafka.gallery import GalleryIndex
@@ -22,7 +24,6 @@ from streams.worker.stages import (
     ExtractStage,
     LivenessStage,
     MatchStage,
-    Record,
     extraction_versions,
 )
 
@@ -51,7 +52,8 @@ class InMemoryPort:
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
         self.raw: dict[str, list[Message]] = defaultdict(list)
-        self.sink: dict[str, list[tuple[str | None, Record]]] = defaultdict(list)
+        # Each value of the records.py type of its topic.
+        self.sink: dict[str, list[tuple[str | None, Any]]] = defaultdict(list)
 
     async def send(self, topic: str, key: str | None, value: bytes | None) -> Sent:
         if value is not None and len(value) > self.max_message_bytes:
@@ -78,22 +80,20 @@ class InMemoryPipeline:
         self.sink = self.port.sink
         versions = extraction_versions(self.live, self.gallery)
         monitor = Monitor(self.live)
-        self.runners = [
-            StageRunner(stage, source, self.port, monitor, settings.kafka.max_message_bytes)
-            for stage, source in (
-                (DetectStage(models, self.live), topics.IMAGES),
-                (LivenessStage(models), topics.DETECTIONS),
-                (ExtractStage(models, versions), topics.LIVENESS),
-                (MatchStage(self.gallery, self.live), topics.DESCRIPTORS),
-            )
+        wiring = (self.port, monitor, settings.kafka.max_message_bytes)
+        self.runners: list[StageRunner[Any]] = [
+            StageRunner(DetectStage(models, self.live), topics.IMAGES, *wiring),
+            StageRunner(LivenessStage(models), topics.DETECTIONS, *wiring),
+            StageRunner(ExtractStage(models, versions), topics.LIVENESS, *wiring),
+            StageRunner(MatchStage(self.gallery, self.live), topics.DESCRIPTORS, *wiring),
         ]
         self._taken: dict[str, int] = defaultdict(int)  # messages of a topic already run
 
-    def send(self, images: Sequence[Record]) -> list[Record]:
+    def send(self, images: Sequence[Image]) -> list[Event]:
         """Runs Image records through every stage; returns the events they ended as."""
         return asyncio.run(self._send(images))
 
-    async def _send(self, images: Sequence[Record]) -> list[Record]:
+    async def _send(self, images: Sequence[Image]) -> list[Event]:
         first_event = len(self.sink["events"])
         for image in images:
             await self.port.send(

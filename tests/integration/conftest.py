@@ -15,18 +15,19 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import pytest
 
 from sinks.clickhouse import DriverClient
 from streams.control import launch
-from streams.control.launch import REPO, ApiProcess, WorkerProcess, free_port
+from streams.control.launch import REPO, ApiProcess, CommandProcess, WorkerProcess, free_port
 from streams.settings import Settings
 from tests.integration.servers import PrivateServer
 
 ADMIN_TOKEN = "integration-admin-token"  # the API processes' api.admin_token
+Process = TypeVar("Process", bound=CommandProcess)
 
 
 @pytest.fixture(scope="session")
@@ -76,30 +77,29 @@ def influx_query(env: dict[str, str], query: str, database: str | None) -> Any:
         return json.loads(response.read())
 
 
+def serving(process: Process) -> Iterator[Process]:
+    """A session fixture's body: `process` once ready, stopped after the session, which fails
+    if it died meanwhile."""
+    try:
+        process.wait_ready()
+        yield process
+        assert process.process.poll() is None, f"the {process.what} died:\n{process.tail()}"
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="session")
 def worker(
     stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(stack_env, tmp_path_factory.mktemp("worker") / "worker.log")
-    try:
-        process.wait_ready()
-        yield process
-        assert process.process.poll() is None, f"the worker died:\n{process.tail()}"
-    finally:
-        process.stop()
+    yield from serving(WorkerProcess(stack_env, tmp_path_factory.mktemp("worker") / "worker.log"))
 
 
 @pytest.fixture(scope="session")
 def api(
     stack_env: dict[str, str], worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiProcess]:
-    process = ApiProcess(stack_env, tmp_path_factory.mktemp("api") / "api.log")
-    try:
-        process.wait_ready()
-        yield process
-        assert process.process.poll() is None, f"the API died:\n{process.tail()}"
-    finally:
-        process.stop()
+    yield from serving(ApiProcess(stack_env, tmp_path_factory.mktemp("api") / "api.log"))
 
 
 RELOAD = ("--config-reload", "--pulling-time", "0.5")

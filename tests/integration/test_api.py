@@ -55,6 +55,14 @@ def enroll(
     return list_id, faces
 
 
+def ingest(
+    http: httpx.Client, headers: dict[str, str], image: bytes, **params: str
+) -> httpx.Response:
+    """`image` posted with wait=1: the answer once the pipeline has processed it."""
+    query: dict[str, str | int] = {"wait": 1, "timeout": 60, **params}
+    return http.post("/v1/images", headers=headers | JPEG, content=image, params=query)
+
+
 def wait_for(
     http: httpx.Client, path: str, headers: dict[str, str], timeout: float = 30
 ) -> httpx.Response:
@@ -96,12 +104,7 @@ def test_enroll_then_ingest_and_wait_returns_the_match(
     list_id, faces = enroll(http, headers, johns)
     assert http.get(f"/v1/lists/{list_id}", headers=headers).json()["face_count"] == len(johns)
     for name, images in johns.items():
-        response = http.post(
-            "/v1/images",
-            headers=headers | JPEG,
-            content=images[4],
-            params={"list_id": list_id, "wait": 1, "timeout": 60},
-        )
+        response = ingest(http, headers, images[4], list_id=list_id)
         assert response.status_code == 200, response.text
         event = response.json()
         assert event["status"] == "ok"
@@ -169,12 +172,7 @@ def test_accounts_are_isolated(http: httpx.Client, johns: dict[str, list[bytes]]
     assert http.post("/v1/matcher/faces", headers=stranger, json=body).status_code == 404
     # The stranger's own image matches nothing of the owner's, even by ingest into its own list.
     own_list = http.post("/v1/lists", headers=stranger).json()["list_id"]
-    event = http.post(
-        "/v1/images",
-        headers=stranger | JPEG,
-        content=johns["John_Salley"][3],
-        params={"list_id": own_list, "wait": 1, "timeout": 60},
-    ).json()
+    event = ingest(http, stranger, johns["John_Salley"][3], list_id=own_list).json()
     assert event["faces"][0]["matches"] == []
 
 
@@ -218,12 +216,7 @@ def test_face_from_an_event_and_event_references(
 ) -> None:
     headers = account()
     list_id = http.post("/v1/lists", headers=headers).json()["list_id"]
-    event = http.post(
-        "/v1/images",
-        headers=headers | JPEG,
-        content=johns["John_Savage"][0],
-        params={"wait": 1, "timeout": 60},
-    ).json()
+    event = ingest(http, headers, johns["John_Savage"][0]).json()
     assert wait_for(http, f"/v1/events/{event['event_id']}", headers).status_code == 200
     created = http.post(
         "/v1/faces",
@@ -241,12 +234,7 @@ def test_face_from_an_event_and_event_references(
         face["event_id"] == event["event_id"]
         and face["sample_id"] == event["faces"][0]["sample_id"]
     )
-    probe = http.post(
-        "/v1/images",
-        headers=headers | JPEG,
-        content=johns["John_Savage"][7],
-        params={"wait": 1, "timeout": 60},
-    ).json()
+    probe = ingest(http, headers, johns["John_Savage"][7]).json()
     assert wait_for(http, f"/v1/events/{probe['event_id']}", headers).status_code == 200
     body = {
         "references": [{"type": "event", "id": probe["event_id"]}],
@@ -263,19 +251,9 @@ def test_event_listing_filters_and_pages(http: httpx.Client, johns: dict[str, li
     list_id, _ = enroll(http, headers, johns)
     ids = []
     for images in johns.values():
-        event = http.post(
-            "/v1/images",
-            headers=headers | JPEG,
-            content=images[2],
-            params={"list_id": list_id, "wait": 1, "timeout": 60},
-        ).json()
+        event = ingest(http, headers, images[2], list_id=list_id).json()
         ids.append(event["event_id"])
-    bad = http.post(
-        "/v1/images",
-        headers=headers | JPEG,
-        content=b"not an image",
-        params={"wait": 1, "timeout": 60},
-    )
+    bad = ingest(http, headers, b"not an image")
     assert bad.json()["error_code"] == "undecodable_image"
     for event_id in [*ids, bad.json()["event_id"]]:
         assert wait_for(http, f"/v1/events/{event_id}", headers).status_code == 200
@@ -318,12 +296,7 @@ def test_a_deleted_face_stops_matching_in_the_pipeline(
     face_id = next(f for f, name in faces.items() if name == "John_Schneider")
 
     def best(image: bytes) -> list[str]:
-        event = http.post(
-            "/v1/images",
-            headers=headers | JPEG,
-            content=image,
-            params={"list_id": list_id, "wait": 1, "timeout": 60},
-        ).json()
+        event = ingest(http, headers, image, list_id=list_id).json()
         return [m["face_id"] for m in event["faces"][0]["matches"]]
 
     assert best(johns["John_Schneider"][8])[0] == face_id

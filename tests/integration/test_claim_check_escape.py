@@ -16,7 +16,7 @@ from streams.kafka import claim_check, topics
 from streams.kafka.images import ImageProducer
 from streams.kafka.reader import TopicReader
 from streams.settings import Settings
-from tests.integration.test_pipeline import wait_rows
+from tests.integration.test_pipeline import event_rows
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +61,7 @@ async def test_escaping_references_are_refused_alike(
         "good": ("ok", None, None)
     }
 
-    listed = ", ".join(f"'{i}'" for i in ids)
-    rows = wait_rows(
-        clickhouse,
-        f"SELECT event_id, status, error_code FROM {settings.storage.database}.events FINAL "
-        f"WHERE event_id IN ({listed})",
-        len(ids),
-    )
+    rows = event_rows(clickhouse, settings.storage.database, ids, "event_id, status, error_code")
     stored = Counter((r["status"], r["error_code"]) for r in rows)
     assert len(rows) == len(ids) == 6
     assert stored == {("error", "bad_image_ref"): 5, ("ok", None): 1}

@@ -9,9 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 import schemas
@@ -20,9 +18,9 @@ from streams.control.launch import ApiProcess, WorkerProcess
 from streams.kafka import topics
 from streams.settings import Settings
 from tests.integration.conftest import Deployment
+from tests.integration.streaming import Message, enroll_and_match, produce
 
 pytestmark = pytest.mark.integration
-JPEG = {"content-type": "image/jpeg"}
 BAD_KEY = b"\xffmatch"
 
 
@@ -42,28 +40,20 @@ def bad_face(face_id: str) -> bytes:
     )
 
 
-async def publish(
-    settings: Settings, spec: topics.TopicSpec, key: bytes | None, value: bytes | None
-) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=topics.bootstrap_servers(settings.kafka), acks="all"
-    )
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.topic_name(settings.kafka, spec), value, key=key)
-    finally:
-        await producer.stop()
-
-
 async def poison(settings: Settings) -> None:
     await topics.ensure_topics(settings.kafka)
-    await publish(settings, topics.FACES, b"short-vector", bad_face("short-vector"))
-    await publish(settings, topics.FACES, b"\xfe\xff", bad_face("f"))  # a key not UTF-8
-    await publish(settings, topics.FACES, b"garbage", b"\x00\x01 not avro")
+    faces: list[Message] = [
+        (topics.FACES, b"short-vector", bad_face("short-vector")),
+        (topics.FACES, b"\xfe\xff", bad_face("f")),  # a key not UTF-8
+        (topics.FACES, b"garbage", b"\x00\x01 not avro"),
+    ]
+    await produce(settings, faces)
     with pytest.raises(KafkaError):  # the broker itself keeps keyless records off compacted topics
-        await publish(settings, topics.FACES, None, bad_face("keyless"))
-    await publish(settings, topics.LISTS, b"\xfe\xff", b"\x00garbage")
-    await publish(settings, topics.CONFIG, BAD_KEY, b"\x00garbage")
+        await produce(settings, [(topics.FACES, None, bad_face("keyless"))])
+    await produce(
+        settings,
+        [(topics.LISTS, b"\xfe\xff", b"\x00garbage"), (topics.CONFIG, BAD_KEY, b"\x00garbage")],
+    )
 
 
 def skipped_lines(log: Path, spec: topics.TopicSpec, settings: Settings) -> int:
@@ -72,9 +62,12 @@ def skipped_lines(log: Path, spec: topics.TopicSpec, settings: Settings) -> int:
 
 
 async def garbage_events(settings: Settings) -> None:
-    await publish(settings, topics.EVENTS, b"e1", None)
-    await publish(settings, topics.EVENTS, b"\xfe\xff", b"\x00garbage")
-    await publish(settings, topics.EVENTS, None, b"\x01\x02")
+    events: list[Message] = [
+        (topics.EVENTS, b"e1", None),
+        (topics.EVENTS, b"\xfe\xff", b"\x00garbage"),
+        (topics.EVENTS, None, b"\x01\x02"),
+    ]
+    await produce(settings, events)
 
 
 def test_worker_and_api_start_and_serve_over_garbage_on_the_followed_topics(
@@ -100,27 +93,8 @@ def test_worker_and_api_start_and_serve_over_garbage_on_the_followed_topics(
             assert skipped_lines(process.log, topics.FACES, settings) == 3
             assert skipped_lines(process.log, topics.LISTS, settings) == 1
         john = read_folder(testdata_dir / "johns/John_Salley", IMAGE_EXTENSIONS)
-        headers = {"Luna-Account-Id": str(uuid.uuid4())}
-        with httpx.Client(base_url=api.origin, timeout=90) as http:
-            list_id = http.post("/v1/lists", headers=headers).json()["list_id"]
-            created = http.post(
-                "/v1/faces",
-                headers=headers | JPEG,
-                content=john[0].read_bytes(),
-                params={"list_id": list_id},
-            )
-            assert created.status_code == 201, created.text
-            (face,) = created.json()["faces"]
-            asyncio.run(garbage_events(settings))
-            answer = http.post(
-                "/v1/images",
-                headers=headers | JPEG,
-                content=john[1].read_bytes(),
-                params={"list_id": list_id, "wait": 1, "timeout": 60},
-            )
-            assert answer.status_code == 200, answer.text
-            matches = answer.json()["faces"][0]["matches"]
-            assert [m["face_id"] for m in matches] == [face["face_id"]]
+        # Garbage on the events topic, which the API follows to answer the match's wait=1.
+        enroll_and_match(api, john, between=lambda: asyncio.run(garbage_events(settings)))
         assert skipped_lines(api.log, topics.EVENTS, settings) == 3
         assert (worker.process.poll(), api.process.poll()) == (None, None)
     finally:

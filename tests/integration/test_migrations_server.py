@@ -27,15 +27,7 @@ def database(clickhouse: DriverClient) -> Iterator[str]:
     clickhouse.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        migration_checks.upgrade_then_rerun_is_a_noop,
-        migration_checks.upgrade_to_a_version_and_status,
-        migration_checks.downgrade_and_upgrade_again,
-        migration_checks.partial_apply_then_rerun,
-    ],
-)
+@pytest.mark.parametrize("check", migration_checks.CHECKS)
 def test_migrations(
     clickhouse: DriverClient, database: str, check: Callable[[ClickHouseClient, str], None]
 ) -> None:

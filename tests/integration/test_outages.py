@@ -12,6 +12,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,6 @@ import pytest
 from sinks.clickhouse import DriverClient
 from streams.client.folders import IMAGE_EXTENSIONS, read_folder
 from streams.control.launch import WorkerProcess
-from streams.settings import Settings
 from tests.integration.conftest import Deployment, influx_query
 from tests.integration.servers import PrivateServer
 from tests.integration.streaming import Counts, send_all, start_worker, with_env
@@ -35,119 +35,118 @@ def photos(testdata_dir: Path) -> list[bytes]:
     return [p.read_bytes() for p in read_folder(testdata_dir / "johns", IMAGE_EXTENSIONS)]
 
 
+@dataclass
+class Stream:
+    """What every test here streams through: its private deployment, the workers it starts
+    there, the events stored there, and the photos."""
+
+    deployment: Deployment
+    processes: list[WorkerProcess]
+    counts: Counts
+    photos: list[bytes]
+
+    def worker(self, name: str, *args: str) -> WorkerProcess:
+        return start_worker(self.deployment, self.processes, name, *args)
+
+    def with_fault(self, fault: Callable[[], None], timeout: float = 180) -> tuple[int, int]:
+        """Sends IMAGES images, runs `fault` once FAULT_AFTER are stored, waits for all of them."""
+        sent = asyncio.run(send_all(self.deployment.settings, self.photos, IMAGES))
+        assert len(sent) == IMAGES
+        stored_before = self.counts.wait(FAULT_AFTER, timeout=120)[1]
+        assert stored_before >= FAULT_AFTER, f"only {stored_before} events stored before the fault"
+        assert stored_before < IMAGES, "the stream ended before the fault struck: send more images"
+        fault()
+        return self.counts.wait(IMAGES, timeout)
+
+
 @pytest.fixture
-def counts(clickhouse: DriverClient, deployment: Deployment) -> Counts:
-    return Counts(clickhouse, deployment.settings.storage.database)
-
-
-def stream_with_fault(
-    settings: Settings,
+def stream(
+    clickhouse: DriverClient,
+    deployment: Deployment,
+    processes: list[WorkerProcess],
     photos: list[bytes],
-    counts: Counts,
-    fault: Callable[[], None],
-    timeout: float = 180,
-) -> tuple[int, int]:
-    """Sends IMAGES images, runs `fault` once FAULT_AFTER are stored, waits for all of them."""
-    sent = asyncio.run(send_all(settings, photos, IMAGES))
-    assert len(sent) == IMAGES
-    stored_before = counts.wait(FAULT_AFTER, timeout=120)[1]
-    assert stored_before >= FAULT_AFTER, f"only {stored_before} events stored before the fault"
-    assert stored_before < IMAGES, "the stream ended before the fault struck: send more images"
-    fault()
-    return counts.wait(IMAGES, timeout)
+) -> Stream:
+    counts = Counts(clickhouse, deployment.settings.storage.database)
+    return Stream(deployment, processes, counts, photos)
 
 
-def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
-    deployment: Deployment, counts: Counts, photos: list[bytes], processes: list[WorkerProcess]
-) -> None:
-    first = start_worker(deployment, processes, "first")
+def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(stream: Stream) -> None:
+    first = stream.worker("first")
 
     def kill_and_replace() -> None:
         first.process.kill()
         first.process.wait(10)
-        start_worker(deployment, processes, "second")
+        stream.worker("second")
 
-    rows, events = stream_with_fault(deployment.settings, photos, counts, kill_and_replace)
+    rows, events = stream.with_fault(kill_and_replace)
     assert (rows, events) == (IMAGES, IMAGES)
 
 
-def test_one_of_two_workers_killed_the_other_finishes_the_stream(
-    deployment: Deployment, counts: Counts, photos: list[bytes], processes: list[WorkerProcess]
-) -> None:
-    first = start_worker(deployment, processes, "first")
-    second = start_worker(deployment, processes, "second")
+def test_one_of_two_workers_killed_the_other_finishes_the_stream(stream: Stream) -> None:
+    first = stream.worker("first")
+    second = stream.worker("second")
 
     def kill_one() -> None:
         first.process.kill()
 
-    rows, events = stream_with_fault(deployment.settings, photos, counts, kill_one)
+    rows, events = stream.with_fault(kill_one)
     assert (rows, events) == (IMAGES, IMAGES)
     assert second.process.poll() is None, second.tail()
 
 
-def test_sigterm_mid_stream_stops_cleanly_and_the_next_worker_finishes(
-    deployment: Deployment, counts: Counts, photos: list[bytes], processes: list[WorkerProcess]
-) -> None:
-    first = start_worker(deployment, processes, "first")
+def test_sigterm_mid_stream_stops_cleanly_and_the_next_worker_finishes(stream: Stream) -> None:
+    first = stream.worker("first")
     exits: list[int] = []
 
     def terminate_and_replace() -> None:
         first.process.send_signal(signal.SIGTERM)
         exits.append(first.process.wait(30))  # never ignored, never hung
-        start_worker(deployment, processes, "second")
+        stream.worker("second")
 
-    rows, events = stream_with_fault(deployment.settings, photos, counts, terminate_and_replace)
+    rows, events = stream.with_fault(terminate_and_replace)
     assert exits == [0], first.tail()
     assert (rows, events) == (IMAGES, IMAGES)
 
 
 def test_the_broker_killed_and_restarted_mid_stream_loses_nothing(
-    deployment: Deployment,
-    counts: Counts,
-    photos: list[bytes],
-    processes: list[WorkerProcess],
-    private_server: Callable[[str], PrivateServer],
+    stream: Stream, private_server: Callable[[str], PrivateServer]
 ) -> None:
     broker = private_server("kafka")
-    settings = with_env(deployment, FACESTREAM_KAFKA__BROKER=f"kafka://127.0.0.1:{broker.port}")
+    with_env(stream.deployment, FACESTREAM_KAFKA__BROKER=f"kafka://127.0.0.1:{broker.port}")
     # Under the supervisor, as deployed: a worker that can no longer work exits and comes back.
-    worker = start_worker(deployment, processes, "worker", "--workers", "1")
+    worker = stream.worker("worker", "--workers", "1")
 
     def kill_and_restart() -> None:
         broker.kill()
         time.sleep(5)
         broker.start()
 
-    rows, events = stream_with_fault(settings, photos, counts, kill_and_restart)
+    rows, events = stream.with_fault(kill_and_restart)
     assert (rows, events) == (IMAGES, IMAGES), worker.tail()
     assert worker.process.poll() is None, worker.tail()
 
 
 def test_influxdb_hung_then_stopped_never_blocks_the_stream(
-    deployment: Deployment,
-    counts: Counts,
-    photos: list[bytes],
-    processes: list[WorkerProcess],
-    private_server: Callable[[str], PrivateServer],
+    stream: Stream, private_server: Callable[[str], PrivateServer]
 ) -> None:
     influx = private_server("influxdb")
     with_env(
-        deployment,
+        stream.deployment,
         FACESTREAM_INFLUX_MONITORING__PORT=str(influx.port),
         FACESTREAM_INFLUX_MONITORING__DATABASE="facestream",
     )
-    worker = start_worker(deployment, processes, "worker")
+    worker = stream.worker("worker")
 
     def hang() -> None:
         influx.freeze()  # connections open, no answer: the writer must time out, not wait
 
-    rows, events = stream_with_fault(deployment.settings, photos, counts, hang)
+    rows, events = stream.with_fault(hang)
     assert (rows, events) == (IMAGES, IMAGES), worker.tail()
     influx.thaw()
     influx.stop()
     # And with InfluxDB gone altogether, more images still flow.
-    more = asyncio.run(send_all(deployment.settings, photos, count=20))
-    rows, events = counts.wait(IMAGES + len(more), timeout=120)
+    more = asyncio.run(send_all(stream.deployment.settings, stream.photos, count=20))
+    rows, events = stream.counts.wait(IMAGES + len(more), timeout=120)
     assert (rows, events) == (IMAGES + 20, IMAGES + 20)
     assert worker.process.poll() is None, worker.tail()
     influx.start()

@@ -8,6 +8,7 @@ import io
 import socket
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,18 @@ def wait_rows(
         time.sleep(0.3)
 
 
+def event_rows(
+    client: DriverClient, database: str, event_ids: Collection[str], columns: str
+) -> list[dict[str, Any]]:
+    """`columns` of these events' rows under FINAL, once there is one for each or time is up."""
+    listed = ", ".join(f"'{i}'" for i in event_ids)
+    return wait_rows(
+        client,
+        f"SELECT {columns} FROM {database}.events FINAL WHERE event_id IN ({listed})",
+        len(event_ids),
+    )
+
+
 async def test_images_end_as_event_rows_with_matches_and_influx_points(
     worker: WorkerProcess,
     settings: Settings,
@@ -97,12 +110,11 @@ async def test_images_end_as_event_rows_with_matches_and_influx_points(
         ],
     )
     db = settings.storage.database
-    ids = ", ".join(f"'{e['context']['event_id']}'" for e in events)
-    rows = wait_rows(
+    rows = event_rows(
         clickhouse,
-        f"SELECT event_id, status, best_match_face_id, face_count "
-        f"FROM {db}.events FINAL WHERE event_id IN ({ids})",
-        len(events),
+        db,
+        [e["context"]["event_id"] for e in events],
+        "event_id, status, best_match_face_id, face_count",
     )
     by_id = {row["event_id"]: row for row in rows}
     assert len(by_id) == len(events)
@@ -213,7 +225,7 @@ async def test_an_image_over_the_message_limit_travels_by_claim_check(
     assert len(data) > small.kafka.max_message_bytes - 64 * 1024, len(data)
     async with ImageProducer(small) as producer:
         record = producer.image_record(data, account_id=str(uuid.uuid4()))
-    assert record["data"] is None and record["data_ref"].startswith("file://")
+    assert record["data"] is None and str(record["data_ref"]).startswith("file://")
     (event,) = await send_and_collect(small, [{"data": data, "account_id": str(uuid.uuid4())}])
     assert event["status"] == "ok" and len(event["faces"]) == 1
 

@@ -16,7 +16,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 import schemas
 from sinks.clickhouse import DriverClient
@@ -26,6 +25,7 @@ from streams.kafka import topics
 from streams.kafka.images import ENVELOPE_BYTES
 from streams.kafka.reader import TopicReader
 from streams.settings import Settings
+from tests.integration.streaming import Message, produce
 from tests.integration.test_pipeline import people, send_and_collect
 from tests.unit.test_stage_faults import detections
 
@@ -79,24 +79,6 @@ def image(account: str, data: bytes | None = b"", created_at: datetime | None = 
         "data": data,
         "data_ref": None,
     }
-
-
-async def produce(
-    settings: Settings, messages: list[tuple[topics.TopicSpec, bytes | None, bytes | None]]
-) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=topics.bootstrap_servers(settings.kafka),
-        max_request_size=settings.kafka.max_message_bytes,
-        acks="all",
-    )
-    await producer.start()
-    try:
-        for spec, key, value in messages:
-            await producer.send_and_wait(
-                topics.topic_name(settings.kafka, spec), value=value, key=key
-            )
-    finally:
-        await producer.stop()
 
 
 async def letters_until(settings: Settings, count: int, timeout: float) -> list[Record]:
@@ -185,7 +167,7 @@ def test_poison_on_every_stage_topic_is_dead_lettered_and_no_image_is_lost(
         ),
     ]
     good: list[str] = []
-    messages: list[tuple[topics.TopicSpec, bytes | None, bytes | None]] = []
+    messages: list[Message] = []
     for i in range(GOOD_IMAGES):
         record = image(account, photo)
         good.append(record["context"]["event_id"])

@@ -12,12 +12,10 @@ import asyncio
 import os
 import random
 import time
-import uuid
 from pathlib import Path
 
-import httpx
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from fastavro.utils import generate_one
 
@@ -29,7 +27,7 @@ from streams.kafka.images import ENVELOPE_BYTES
 from streams.settings import Settings
 from streams.worker.deadletters import PAYLOAD_BOUND
 from tests.integration.conftest import RELOAD, Deployment
-from tests.integration.streaming import Counts, send_all
+from tests.integration.streaming import Counts, enroll_and_match, produce, send_all
 from tests.integration.test_pipeline import people
 from tests.integration.test_poison import letters_until
 
@@ -68,7 +66,6 @@ CODES = {
     "oversized": {"bad_wire_format"},
 }
 GOOD_IMAGES = 6
-JPEG = {"content-type": "image/jpeg"}
 
 Poison = tuple[topics.TopicSpec, str, bytes | None, bytes | None]  # spec, kind, key, value
 
@@ -116,26 +113,6 @@ def expected_codes(spec: topics.TopicSpec, kind: str) -> set[str]:
     return {"bad_key"} if spec.compacted and kind == "null" else CODES[kind]
 
 
-async def produce(settings: Settings, poison: list[Poison]) -> dict[tuple[str, int, int], Poison]:
-    """Each record, acknowledged, by where it landed (topic, partition, offset)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=topics.bootstrap_servers(settings.kafka),
-        max_request_size=settings.kafka.max_message_bytes,
-        acks="all",
-    )
-    await producer.start()
-    try:
-        landed = {}
-        for record in poison:
-            spec, _, key, value = record
-            name = topics.topic_name(settings.kafka, spec)
-            at = await producer.send_and_wait(name, value=value, key=key)
-            landed[(name, at.partition, at.offset)] = record
-        return landed
-    finally:
-        await producer.stop()
-
-
 async def group_topics(settings: Settings, expected: set[str], timeout: float) -> set[str]:
     """The deployment's topics the worker's group committed offsets on (Faust's group is the
     topic prefix), once they are the expected ones or time is up."""
@@ -161,33 +138,6 @@ def skipped(process: WorkerProcess | ApiProcess, settings: Settings, suffix: str
     return process.log.read_text(errors="replace").count(marker)
 
 
-def enroll_and_match(api: ApiProcess, testdata_dir: Path) -> str:
-    """One person enrolled through the API; a photo of them matched with wait=1: its event id."""
-    john = people(testdata_dir)["John_Salley"]
-    headers = {"Luna-Account-Id": str(uuid.uuid4())}
-    with httpx.Client(base_url=api.origin, timeout=90) as http:
-        list_id = http.post("/v1/lists", headers=headers).json()["list_id"]
-        created = http.post(
-            "/v1/faces",
-            headers=headers | JPEG,
-            content=john[0].read_bytes(),
-            params={"list_id": list_id},
-        )
-        assert created.status_code == 201, created.text
-        (face,) = created.json()["faces"]
-        answer = http.post(
-            "/v1/images",
-            headers=headers | JPEG,
-            content=john[1].read_bytes(),
-            params={"list_id": list_id, "wait": 1, "timeout": 60},
-        )
-    assert answer.status_code == 200, answer.text
-    event = answer.json()
-    assert event["status"] == "ok", event
-    assert [m["face_id"] for m in event["faces"][0]["matches"]] == [face["face_id"]]
-    return event["event_id"]
-
-
 def test_poison_on_every_topic_is_dead_lettered_or_skipped_and_nothing_stops(
     deployment: Deployment,
     processes: list[WorkerProcess],
@@ -210,9 +160,12 @@ def test_poison_on_every_topic_is_dead_lettered_or_skipped_and_nothing_stops(
         poison = [
             p for spec in topics.ALL for p in poison_of(spec, settings.kafka.max_message_bytes)
         ]
-        landed = asyncio.run(produce(settings, poison))
+        places = asyncio.run(
+            produce(settings, [(spec, key, value) for spec, _, key, value in poison])
+        )
+        landed = dict(zip(places, poison, strict=True))
 
-        matched = enroll_and_match(api, testdata_dir)
+        matched = enroll_and_match(api, people(testdata_dir)["John_Salley"])["event_id"]
         photos = [p.read_bytes() for p in people(testdata_dir)["John_Simm"][:3]]
         good = asyncio.run(send_all(settings, photos, GOOD_IMAGES)) | {matched}
 

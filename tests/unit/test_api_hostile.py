@@ -82,7 +82,7 @@ def make_client(services: FakeServices) -> TestClient:
 def services(models: ModelSet) -> FakeServices:
     """With one face, `f`, of ACCOUNT."""
     services = FakeServices(Settings(api=ApiSettings(admin_token=TOKEN)), models)
-    face = {
+    face: Any = {  # partial on purpose: no created_at
         "face_id": "f",
         "account_id": ACCOUNT["Luna-Account-Id"],
         "list_ids": [],

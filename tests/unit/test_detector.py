@@ -26,11 +26,6 @@ def yunet_path(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def detector(yunet_path: Path) -> YuNetDetector:
-    return YuNetDetector(yunet_path)
-
-
-@pytest.fixture(scope="module")
 def photos(testdata_dir: Path) -> dict[str, ImageBGR]:
     return {
         f.name: cast(ImageBGR, cv2.imread(str(f)))

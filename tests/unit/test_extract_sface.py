@@ -14,7 +14,7 @@ import pytest
 from processors.align import warp
 from processors.detector import YuNetDetector
 from processors.extract_sface import SFaceExtractor
-from processors.registry import SFACE, YUNET, model_path
+from processors.registry import SFACE, model_path
 from processors.types import Detection, ImageBGR
 from tests.fakes import CountingSession
 
@@ -40,10 +40,9 @@ def reference(sface_path: Path) -> cv2.FaceRecognizerSF:
 
 @pytest.fixture(scope="module")
 def johns(
-    testdata_dir: Path, models_dir: Path
+    testdata_dir: Path, detector: YuNetDetector
 ) -> tuple[list[ImageBGR], list[Detection], npt.NDArray[np.str_]]:
     """Each framed image, its one detected face, and its person (the folder)."""
-    detector = YuNetDetector(model_path(YUNET.name, models_dir))
     files = sorted((testdata_dir / "johns").glob("*/*.jpg"))
     assert len(files) == 55
     images, faces = [], []

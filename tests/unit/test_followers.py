@@ -24,7 +24,7 @@ from streams.worker.stages import MatchStage
 
 A = "6d071cca-fda5-4a03-84d5-5bea65904480"
 B = "0dde5158-e643-45a6-8a4d-ad42448a913b"
-Record = dict[str, Any]
+Record = Any  # test records, some partial on purpose (a geometry of {})
 
 
 def vector(seed: int) -> bytes:

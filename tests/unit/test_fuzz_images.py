@@ -25,7 +25,6 @@ from PIL import Image
 from processors.detector import YuNetDetector
 from processors.errors import ProcessingError
 from processors.image import ACCEPTED_FORMATS, decode_image
-from processors.registry import YUNET, model_path
 from processors.types import ImageBGR
 
 EXAMPLES = 10_500
@@ -36,11 +35,6 @@ MAX_PIXELS = 1_000_000
 FORMATS = ACCEPTED_FORMATS
 EXTREME = ((1, 4000), (4000, 1), (1, 5000), (5000, 1), (3, 3000))
 INTERESTING = (0, 1, 2, 127, 255, 256, 1280, 4000, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
-
-
-@pytest.fixture(scope="module")
-def detector(models_dir: Path) -> YuNetDetector:
-    return YuNetDetector(model_path(YUNET.name, models_dir))
 
 
 def _encode(pixels: np.ndarray, fmt: str) -> bytes:

@@ -335,15 +335,16 @@ def test_points_land_in_the_database_on_influxdb_1(influx1: tuple[State, int]) -
     assert state.points[DATABASE] == [Point("m", {"stage": "store"}, {"processed": 1}, 30)]
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"token": "wrong"}, "unauthorized access"),
-        ({"bucket": "nope"}, 'bucket "nope" not found'),
-        ({"organization": "other"}, 'organization name "other" not found'),
-        ({"token": READ_ONLY}, "insufficient permissions for write"),
-    ],
-)
+# A setting InfluxDB 2 refuses, and the words of its refusal.
+REFUSED: list[tuple[dict[str, str], str]] = [
+    ({"token": "wrong"}, "unauthorized access"),
+    ({"bucket": "nope"}, 'bucket "nope" not found'),
+    ({"organization": "other"}, 'organization name "other" not found'),
+    ({"token": READ_ONLY}, "insufficient permissions for write"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), REFUSED)
 def test_refused_writes_are_dropped_and_counted_without_raising(
     influx2: tuple[State, int],
     caplog: pytest.LogCaptureFixture,
@@ -388,16 +389,7 @@ def test_check_accepts_a_working_setting_without_writing(
     assert not influx2[0].points and not influx1[0].points
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"token": "wrong"}, "unauthorized access"),
-        ({"bucket": "nope"}, 'bucket "nope" not found'),
-        ({"organization": "other"}, 'organization name "other" not found'),
-        ({"token": READ_ONLY}, "insufficient permissions for write"),
-        ({"token": None}, "needs token"),
-    ],
-)
+@pytest.mark.parametrize(("change", "message"), [*REFUSED, ({"token": None}, "needs token")])
 def test_check_names_what_influxdb_2_refuses(
     influx2: tuple[State, int], change: dict[str, str | None], message: str
 ) -> None:

@@ -22,7 +22,7 @@ from processors.convert.minifasnet import BN_EPS, Variant, build_onnx, read_stat
 from processors.detector import YuNetDetector
 from processors.errors import ProcessingError
 from processors.liveness import CROP_SIZE, SCALES, MiniFASNetLiveness, crop
-from processors.registry import MINIFASNET_V1SE, MINIFASNET_V2, YUNET, model_path
+from processors.registry import MINIFASNET_V1SE, MINIFASNET_V2, model_path
 from processors.types import Detection
 from streams.models.pull import (
     DOWNLOADS,
@@ -57,7 +57,7 @@ def liveness(models_dir: Path) -> MiniFASNetLiveness:
 
 
 @pytest.fixture(scope="module")
-def live_crops(testdata_dir: Path, models_dir: Path, liveness: MiniFASNetLiveness) -> Crops:
+def live_crops(testdata_dir: Path, detector: YuNetDetector, liveness: MiniFASNetLiveness) -> Crops:
     """The crops of every face YuNet finds in the labelled photos of dlib's examples/faces."""
     folder = testdata_dir / "faces"
     images = [
@@ -66,7 +66,6 @@ def live_crops(testdata_dir: Path, models_dir: Path, liveness: MiniFASNetLivenes
         for image in ElementTree.parse(folder / xml).iter("image")
     ]
     labelled = sum(1 for image in images for _ in image.iter("box"))
-    detector = YuNetDetector(model_path(YUNET.name, models_dir))
     crops = []
     for image in images:
         photo = np.asarray(cv2.imread(str(folder / image.attrib["file"])), np.uint8)

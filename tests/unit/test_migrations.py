@@ -21,15 +21,7 @@ def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbClient]:
     client.close()
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        migration_checks.upgrade_then_rerun_is_a_noop,
-        migration_checks.upgrade_to_a_version_and_status,
-        migration_checks.downgrade_and_upgrade_again,
-        migration_checks.partial_apply_then_rerun,
-    ],
-)
+@pytest.mark.parametrize("check", migration_checks.CHECKS)
 def test_migrations(chdb: ChdbClient, check: Callable[[ClickHouseClient, str], None]) -> None:
     check(chdb, f"mig_{uuid.uuid4().hex[:8]}")
 

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 import schemas
 from processors.image import encode_jpeg
 from processors.types import Descriptors, ImageBGR
+from schemas.records import Face
 from streams import cli
 from streams.kafka import topics
 from streams.settings import Settings
@@ -183,7 +184,7 @@ async def test_every_sample_once_and_commits_only_after_their_results_are_writte
     partitions = topic(messages)
     journal = Journal()
     job = task(batch_size=64)
-    face = {
+    face: Face = {
         "face_id": "f1",
         "account_id": "a",
         "list_ids": [],

@@ -27,10 +27,11 @@ from streams.kafka import topics
 from streams.settings import LiveSettings, MiB, Settings
 from streams.worker import deadletters
 from streams.worker.runner import Sent, StageRunner
-from streams.worker.stages import Emit, Record, Result
+from streams.worker.stages import Emit, Result
 from streams.worker.testing import InMemoryPort, Message, Position
 
 LIMIT = MiB  # the broker's message limit in these tests
+Record = schemas.Record
 DETECTIONS = schemas.codec("Detections")
 
 
@@ -329,7 +330,7 @@ def test_a_failed_batch_exits_the_process_before_it_is_acknowledged(
     async def broken() -> None:
         raise ProcessingError("not contained")
 
-    monkeypatch.setattr(deadletters.os, "_exit", exit)
+    monkeypatch.setattr("os._exit", exit)
     with pytest.raises(Exited):
         asyncio.run(deadletters.finish_batch("stage x", [event(b"", 0)], broken()))
     assert codes == [deadletters.CRASH_EXIT_CODE]

@@ -21,7 +21,6 @@ from sinks.store import EventSink
 from sinks.types import Params, Row, RowRefused, RowsRefused, StorageUnavailable
 from streams.control.monitoring import Monitor
 from streams.settings import LiveSettings, Settings, StorageSettings
-from streams.worker import deadletters
 from streams.worker.store import StoreAgent
 from tests import sink_records
 
@@ -236,7 +235,7 @@ def test_an_unexpected_error_exits_70_before_the_batch_is_acknowledged(
         raise Exited(code, list(acked))  # what was acknowledged when the process ended
 
     monkeypatch.setattr(store.sink, "flush", bug)
-    monkeypatch.setattr(deadletters.os, "_exit", exit_)
+    monkeypatch.setattr("os._exit", exit_)
     with pytest.raises(Exited) as exited:
         asyncio.run(store.run(Stream()))  # type: ignore[arg-type]
     assert exited.value.args == (70, [])

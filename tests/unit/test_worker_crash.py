@@ -64,7 +64,7 @@ def run_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[Scenar
     def run(scenario: Scenario) -> None:
         async def main() -> None:
             crash = Crash()
-            monkeypatch.setattr(deadletters.os, "_exit", crash.exit)
+            monkeypatch.setattr("os._exit", crash.exit)
             app = create_app(Settings())
             worker = Worker(app, stopped=lambda: STOPPED, stop_timeout_s=0.3, quiet=True)
             for service in (worker, app):  # what their start does first: the service tree
