@@ -109,27 +109,20 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 EOF
-  cat >"$DIR/log4j.properties" <<EOF
-# Written by infra/kafka.sh. reload4j (log4j 1.2 API) via slf4j-reload4j.
-log4j.rootLogger=INFO, server
-log4j.appender.server=org.apache.log4j.RollingFileAppender
-log4j.appender.server.File=$DIR/logs/server.log
-log4j.appender.server.MaxFileSize=50MB
-log4j.appender.server.MaxBackupIndex=4
-log4j.appender.server.layout=org.apache.log4j.PatternLayout
-log4j.appender.server.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.appender.stateChange=org.apache.log4j.RollingFileAppender
-log4j.appender.stateChange.File=$DIR/logs/state-change.log
-log4j.appender.stateChange.MaxFileSize=20MB
-log4j.appender.stateChange.MaxBackupIndex=2
-log4j.appender.stateChange.layout=org.apache.log4j.PatternLayout
-log4j.appender.stateChange.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.appender.cleaner=org.apache.log4j.RollingFileAppender
-log4j.appender.cleaner.File=$DIR/logs/log-cleaner.log
-log4j.appender.cleaner.MaxFileSize=20MB
-log4j.appender.cleaner.MaxBackupIndex=2
-log4j.appender.cleaner.layout=org.apache.log4j.PatternLayout
-log4j.appender.cleaner.layout.ConversionPattern=[%d] %p %m (%c)%n
+  {
+    echo "# Written by infra/kafka.sh. reload4j (log4j 1.2 API) via slf4j-reload4j."
+    echo "log4j.rootLogger=INFO, server"
+    # appender, file, size, backups: the broker's log and two quieter ones beside it
+    for spec in "server server 50MB 4" "stateChange state-change 20MB 2" "cleaner log-cleaner 20MB 2"; do
+      read -r name file size backups <<<"$spec"
+      echo "log4j.appender.$name=org.apache.log4j.RollingFileAppender"
+      echo "log4j.appender.$name.File=$DIR/logs/$file.log"
+      echo "log4j.appender.$name.MaxFileSize=$size"
+      echo "log4j.appender.$name.MaxBackupIndex=$backups"
+      echo "log4j.appender.$name.layout=org.apache.log4j.PatternLayout"
+      echo "log4j.appender.$name.layout.ConversionPattern=[%d] %p %m (%c)%n"
+    done
+    cat <<'EOF'
 log4j.logger.org.apache.kafka=INFO
 log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=INFO, stateChange
@@ -137,6 +130,7 @@ log4j.additivity.state.change.logger=false
 log4j.logger.kafka.log.LogCleaner=INFO, cleaner
 log4j.additivity.kafka.log.LogCleaner=false
 EOF
+  } >"$DIR/log4j.properties"
   cat >"$DIR/tools-log4j.properties" <<'EOF'
 log4j.rootLogger=WARN, stderr
 log4j.appender.stderr=org.apache.log4j.ConsoleAppender

@@ -11,6 +11,7 @@ from fastavro.utils import generate_one
 
 import schemas
 from schemas import codegen, records
+from streams.kafka import topics
 
 
 def test_records_module_is_rendered_from_the_current_schemas() -> None:
@@ -46,3 +47,15 @@ def test_a_decoded_message_has_exactly_its_typed_record_fields(name: str) -> Non
     codec = schemas.codec(name)
     decoded = codec.decode(codec.encode(generate_one(codec.schema)))
     assert misfits(decoded, getattr(records, name), name) == []
+
+
+def test_each_topic_is_typed_with_the_record_of_its_schema() -> None:
+    """A topic names its schema and its record type; they must be the same message."""
+    typed = {
+        name: get_args(hint)[0].__name__
+        for name, hint in get_type_hints(topics).items()
+        if get_origin(hint) is topics.TopicSpec
+    }
+    specs = {n: v for n, v in vars(topics).items() if isinstance(v, topics.TopicSpec)}
+    assert typed.keys() == specs.keys()
+    assert {n: spec.schema for n, spec in specs.items()} == typed
