@@ -3,9 +3,13 @@ producer sending the same image payload, measured in one run. Prints a JSON obje
 
 The load comes from wrk (Debian's `wrk`; apt-get install wrk), which costs far less CPU per
 request than any Python client, so the API, not the load generator, is what is measured.
-Needs the stack: bash infra/stack.sh start.
+Rounds alternate the API and the bare producers, so a noisy spell of a shared machine hits
+both alike; medians are reported. Two bare producers: aiokafka's defaults with linger_ms=5
+(`bare_producer_per_s`, what `ratio` divides by) and the producer the API itself uses
+(`image_producer`: bigger batches; `ratio_same_producer`). Needs the stack: bash
+infra/stack.sh start.
 
-    .venv/bin/python bench/api_ingest.py --seconds 10 --connections 32
+    .venv/bin/python bench/api_ingest.py --seconds 10 --connections 32 --rounds 3
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -27,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 from streams.client.folders import IMAGE_EXTENSIONS, read_folder
 from streams.control.launch import REPO, ApiProcess, stack_env
 from streams.kafka import topics
+from streams.kafka.images import image_producer
 from streams.settings import Settings
 
 WRK_SCRIPT = """
@@ -61,13 +68,11 @@ def through_api(origin: str, image: Path, seconds: int, connections: int) -> tup
     return rate, int(refused[1]) if refused else 0
 
 
-async def bare_producer(settings: Settings, data: bytes, seconds: float) -> float:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=topics.bootstrap_servers(settings.kafka),
-        max_request_size=settings.kafka.max_message_bytes,
-        linger_ms=5,
-        acks="all",
-    )
+async def bare_producer(
+    make: Callable[[], AIOKafkaProducer], settings: Settings, data: bytes, seconds: float
+) -> float:
+    """Sends per second, every send acknowledged by the end (acks=all, as the API's)."""
+    producer = make()
     await producer.start()
     try:
         name = f"{settings.kafka.topic_prefix}.bare_images"
@@ -86,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--testdata", type=Path, default=REPO / ".facestream/testdata")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -95,24 +101,45 @@ def main() -> None:
     os.environ.update(env)
     settings = Settings()
     image = read_folder(args.testdata / "johns", IMAGE_EXTENSIONS)[0]
+    data = image.read_bytes()
+    producers: dict[str, Callable[[], AIOKafkaProducer]] = {
+        "bare": lambda: topics.producer(settings.kafka, linger_ms=5),
+        "same": lambda: image_producer(settings.kafka),
+    }
+    rates: dict[str, list[float]] = {"api": [], "bare": [], "same": []}
+    refused = 0
     api = ApiProcess(env, REPO / ".facestream" / f"apibench-{run}.log")
     try:
         api.wait_ready()
         through_api(api.origin, image, 2, args.connections)  # warm up
-        api_rate, refused = through_api(api.origin, image, args.seconds, args.connections)
+        for _ in range(args.rounds):
+            rate, not_accepted = through_api(api.origin, image, args.seconds, args.connections)
+            rates["api"].append(rate)
+            refused += not_accepted
+            for name, make in producers.items():
+                rates[name].append(asyncio.run(bare_producer(make, settings, data, args.seconds)))
     finally:
         api.stop()
-    bare_rate = asyncio.run(bare_producer(settings, image.read_bytes(), args.seconds))
+    api_rate, bare_rate, same_rate = (statistics.median(rates[k]) for k in ("api", "bare", "same"))
     print(
         json.dumps(
             {
                 "seconds": args.seconds,
-                "image_bytes": image.stat().st_size,
+                "rounds": args.rounds,
+                "image_bytes": len(data),
                 "connections": args.connections,
                 "api_accepted_per_s": round(api_rate, 1),
                 "api_not_accepted": refused,
                 "bare_producer_per_s": round(bare_rate, 1),
                 "ratio": round(api_rate / bare_rate, 3),
+                "ratios": [
+                    round(a / b, 3) for a, b in zip(rates["api"], rates["bare"], strict=True)
+                ],
+                "same_producer_per_s": round(same_rate, 1),
+                "ratio_same_producer": round(api_rate / same_rate, 3),
+                "ratios_same_producer": [
+                    round(a / b, 3) for a, b in zip(rates["api"], rates["same"], strict=True)
+                ],
             }
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from streams.api import render
 from streams.api.errors import ApiError
@@ -14,8 +14,12 @@ from streams.api.services import Services
 from streams.api.shapes import Accepted, Event, ImagesQuery
 from streams.api.spec import Operation
 
+MEDIA_TYPE = "application/json"
+# Most senders give no parameters: the defaults, validated once (query models are frozen).
+NO_QUERY = ImagesQuery()
 
-async def send_image(request: Request) -> JSONResponse:
+
+async def send_image(request: Request) -> Response:
     """The body is the image itself (`image/*` or `application/octet-stream`) or a
     `multipart/form-data` form with the file in the field `image`. Answers 202 with the event id;
     with `wait=1` waits for the finished event (up to `timeout` seconds) and answers 200 with it,
@@ -23,7 +27,7 @@ async def send_image(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     settings = services.settings
     account = account_id(request)
-    params = query(request, ImagesQuery)
+    params = query(request, ImagesQuery) if request.scope["query_string"] else NO_QUERY
     timeout = params.timeout or settings.api.wait_timeout_s
     data, _ = await image_and_fields(request, settings.api.max_body_bytes)
     if not data:
@@ -37,9 +41,15 @@ async def send_image(request: Request) -> JSONResponse:
     )
     event_id: str = record["context"]["event_id"]
     finished = services.waiter.expect(event_id) if params.wait else None
-    await services.images.send_record(record)
+    # The 202 promises an image the broker holds: a lost connection after it loses nothing.
+    try:
+        await services.images.deliver(record)
+    except BaseException:
+        services.waiter.pending.pop(event_id, None)
+        raise
     if finished is None:
-        return render.respond(Accepted(event_id=event_id), 202)
+        # Serialised by pydantic's compiled encoder: the hottest answer of the API.
+        return Response(Accepted(event_id=event_id).model_dump_json(), 202, media_type=MEDIA_TYPE)
     try:
         event = await asyncio.wait_for(finished, timeout)
     except TimeoutError:

@@ -16,12 +16,14 @@ from streams.settings import Settings
 def run_api(host: str, port: int, argv: Sequence[str]) -> int:
     """One API process: on `host`:`port`, or on the listening socket that the supervisor of
     several shares with its processes (API_SOCKET_ENV)."""
+    level = Settings().logging.level
     config = uvicorn.Config(
         "streams.api.app:app_from_environment",
         factory=True,
         host=host,
         port=port,
-        log_level=Settings().logging.level.lower(),
+        log_level=level.lower(),
+        access_log=level == "DEBUG",  # a log line per request: ~7 % of ingest's CPU
     )
     server = uvicorn.Server(config)
     # Once it has shut down, uvicorn raises again the signal that stopped it, and a restart is

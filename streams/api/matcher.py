@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from processors.matcher import Gallery
 from schemas import records
 from streams.api import render
 from streams.api.errors import ApiError, not_found
@@ -26,6 +25,7 @@ from streams.api.shapes import (
     Reference,
 )
 from streams.api.spec import Operation
+from streams.kafka.gallery import SearchRequest
 
 Vector = npt.NDArray[np.float32]
 
@@ -75,24 +75,14 @@ async def reference_vector(
     return vector
 
 
-def candidates(services: Services, account: str, spec: Candidates, version: int) -> Gallery:
-    """A gallery of exactly the candidate faces (those of the lists and the ones named)."""
-    chosen: dict[str, records.Face] = {}
+def check_candidates(services: Services, account: str, spec: Candidates) -> None:
+    """Every candidate list and face named must be the account's own."""
     for list_id in spec.list_ids:
         if services.directory.find_list(account, list_id) is None:
             raise not_found("list", list_id)
-        chosen |= {f["face_id"]: f for f in services.directory.faces_in(account, list_id)}
     for face_id in spec.face_ids:
-        face = services.directory.find_face(account, face_id)
-        if face is None:
+        if services.directory.find_face(account, face_id) is None:
             raise not_found("face", face_id)
-        chosen[face["face_id"]] = face
-    gallery = Gallery(128)
-    for face_id, face in chosen.items():
-        vector = _vector(face, version)
-        if vector is not None:  # faces not yet re-extracted to this version cannot compare
-            gallery.upsert(face_id, vector, frozenset())
-    return gallery
 
 
 async def match(request: Request) -> JSONResponse:
@@ -104,21 +94,27 @@ async def match(request: Request) -> JSONResponse:
     threshold = (
         services.settings.match.threshold(version) if body.threshold is None else body.threshold
     )
-    gallery = candidates(services, account, body.candidates, version)
-    results = []
-    for ref in body.references:
-        vector = await reference_vector(services, account, ref, version)
-        (found,) = gallery.search(vector[None, :], list_id=None, limit=limit, threshold=threshold)
-        matches = tuple(
-            Match(
-                face_id=m.face_id,
-                similarity=m.similarity,
-                user_data=services.directory.faces[m.face_id]["user_data"],
-            )
-            for m in found
+    check_candidates(services, account, body.candidates)
+    # The account's gallery of the version holds exactly the faces that can compare: candidates
+    # not yet re-extracted to it are left out.
+    searches = [
+        SearchRequest(
+            account,
+            version,
+            await reference_vector(services, account, ref, version),
+            list_ids=tuple(body.candidates.list_ids),
+            face_ids=tuple(body.candidates.face_ids),
+            limit=limit,
+            threshold=threshold,
         )
-        results.append(MatchResult(reference=ref.shown(), matches=matches))
-    return render.respond(MatchResults(results=tuple(results), descriptor_version=version))
+        for ref in body.references
+    ]
+    found = await run_in_threadpool(services.directory.gallery.search_batch, searches)
+    results = tuple(
+        MatchResult(reference=ref.shown(), matches=tuple(Match(**m) for m in matches))
+        for ref, matches in zip(body.references, found, strict=True)
+    )
+    return render.respond(MatchResults(results=results, descriptor_version=version))
 
 
 operations = [

@@ -21,7 +21,7 @@ from streams.api.errors import ApiError
 from streams.control.process import follower
 from streams.kafka import topics
 from streams.kafka.directory import Directory
-from streams.kafka.images import ImageProducer
+from streams.kafka.images import ImageProducer, image_producer
 from streams.kafka.reader import TopicReader, keep_following
 from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings, Settings
@@ -80,7 +80,7 @@ class Services:
         live.subscribe(
             lambda old, new: models.set_detection_threshold(new.detection.score_threshold)
         )
-        producer = topics.producer(settings.kafka)
+        producer = image_producer(settings.kafka)  # images are most of what it sends
         return cls(
             live=live,
             models=models,

@@ -7,11 +7,13 @@ holds one descriptor version, so a match never compares descriptors of different
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from processors.matcher import Gallery
+from processors.matcher import FaceTable, ReadWriteLock, Store
 from schemas.records import Face, List, Match
 from streams.models.modelset import DESCRIPTOR_BYTES
 
@@ -50,29 +52,45 @@ def list_owner(record: List) -> str:
     return record["account_id"]
 
 
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    account_id: str
+    version: int
+    descriptor: npt.NDArray[np.float32]  # 1-d, of the version's dimension
+    list_ids: tuple[str, ...] = ()  # candidates: the faces of these lists...
+    face_ids: tuple[str, ...] = ()  # ...and these faces (both empty: no candidates, no matches)
+    limit: int = 5
+    threshold: float = -1.0
+
+
 class GalleryIndex:
+    """Every account's faces: one face table, one store per version, one lock. Searches may run
+    in worker threads while changes are applied on another."""
+
     def __init__(self) -> None:
         self.changes = 0  # counts applied changes, for views derived from the faces
-        self._galleries: dict[tuple[str, int], Gallery] = {}
-        self._owners: dict[str, tuple[str, list[int]]] = {}  # face -> account, versions
+        self._lock = ReadWriteLock()
+        self._table = FaceTable()
+        self._stores: dict[int, Store] = {}
         self._faces_of: Counter[str] = Counter()  # account -> its number of faces
-        self._user_data: dict[str, str | None] = {}
+        self._with_versions: Counter[frozenset[int]] = Counter()  # versions -> faces having them
+        self._user_data: dict[str, str] = {}  # only the faces that have some
         self._list_owners: dict[str, str] = {}  # list -> account, from the lists topic
 
     def __len__(self) -> int:
-        return len(self._owners)
+        return len(self._table)
 
     def coverage(self, account_id: str, version: int) -> tuple[int, int]:
         """(faces of the account with a descriptor of `version`, faces of the account)."""
-        gallery = self._galleries.get((account_id, version))
-        return (len(gallery) if gallery else 0), self._faces_of[account_id]
+        store = self._stores.get(version)
+        return (store.sizes.get(account_id, 0) if store else 0), self._faces_of[account_id]
 
     def versions_lacking(self, version: int) -> set[int]:
         """The versions that faces without a `version` descriptor have: while any such face
-        exists, events need those versions too to be matched against it."""
-        return {
-            v for _, versions in self._owners.values() if version not in versions for v in versions
-        }
+        exists, events need those versions too to be matched against it. Called from stage
+        threads while faces are applied: tuple() copies the keys in one step under the GIL."""
+        present = tuple(self._with_versions)
+        return {v for versions in present if version not in versions for v in versions}
 
     def serving_version(self, account_id: str, versions: list[int]) -> int:
         """The first of `versions` (the event's, preferred first) whose gallery holds every face
@@ -87,8 +105,8 @@ class GalleryIndex:
         return best
 
     def face_owner(self, face_id: str) -> str | None:
-        owner = self._owners.get(face_id)
-        return None if owner is None else owner[0]
+        slot = self._table.find(face_id)
+        return None if slot is None else str(self._table.groups[slot])
 
     def list_owner(self, list_id: str) -> str | None:
         return self._list_owners.get(list_id)
@@ -97,20 +115,35 @@ class GalleryIndex:
         """An upsert from a Face record, or a removal for a tombstone (None). A record that
         cannot be applied raises InvalidRecord before anything changes."""
         vectors = None if face is None else face_vectors(face)
-        self.changes += 1
-        self._remove(face_id)
-        if face is None or vectors is None:
-            return
-        account = face["account_id"]
-        lists = frozenset(face["list_ids"])
-        for version, vector in vectors.items():
-            gallery = self._galleries.get((account, version))
-            if gallery is None:
-                gallery = self._galleries[account, version] = Gallery(vector.shape[0])
-            gallery.upsert(face_id, vector, lists)
-        self._owners[face_id] = (account, list(vectors))
-        self._faces_of[account] += 1
-        self._user_data[face_id] = face["user_data"]
+        with self._lock.writing():
+            self.changes += 1
+            slot = self._table.find(face_id)
+            if slot is not None and (
+                face is None or self._table.groups[slot] != face["account_id"]
+            ):
+                self._remove(face_id, slot)
+                slot = None
+            if face is None or vectors is None:
+                return
+            account = face["account_id"]
+            if slot is None:
+                slot = self._table.add(face_id, account)
+                self._faces_of[account] += 1
+            else:
+                self._forget_versions(slot)
+            lists = frozenset(face["list_ids"])
+            for version, store in self._stores.items():
+                if version not in vectors:
+                    store.drop(slot)
+            for version, vector in vectors.items():
+                if version not in self._stores:
+                    self._stores[version] = Store(len(vector), self._table, self._lock)
+                self._stores[version].put(slot, lists, vector)
+            self._with_versions[frozenset(vectors)] += 1
+            if face["user_data"] is None:
+                self._user_data.pop(face_id, None)
+            else:
+                self._user_data[face_id] = face["user_data"]
 
     def apply_list(self, list_id: str, record: List | None) -> None:
         """Who owns a list (None: deleted), so that no account enrolls into another's list."""
@@ -119,39 +152,56 @@ class GalleryIndex:
         else:
             self._list_owners[list_id] = list_owner(record)
 
-    def _remove(self, face_id: str) -> None:
-        owner = self._owners.pop(face_id, None)
-        if owner is None:
-            return
-        account, versions = owner
-        self._faces_of[account] -= 1
-        for version in versions:
-            self._galleries[(account, version)].remove(face_id)
+    def _forget_versions(self, slot: int) -> None:
+        versions = frozenset(v for v, store in self._stores.items() if slot in store)
+        self._with_versions[versions] -= 1
+        if not self._with_versions[versions]:
+            del self._with_versions[versions]
+
+    def _remove(self, face_id: str, slot: int) -> None:
+        self._faces_of[str(self._table.groups[slot])] -= 1
+        self._forget_versions(slot)
+        for store in self._stores.values():
+            store.drop(slot)
+        self._table.remove(face_id)
         self._user_data.pop(face_id, None)
 
-    def search(
-        self,
-        account_id: str,
-        version: int,
-        descriptor: npt.NDArray[np.float32],
-        *,
-        list_ids: list[str],
-        limit: int,
-        threshold: float,
-    ) -> list[Match]:
-        """Best matches over the given lists, best first, at most `limit`."""
-        gallery = self._galleries.get((account_id, version))
-        if gallery is None or not len(gallery):
-            return []
-        found: dict[str, float] = {}
-        for list_id in list_ids:
-            (matches,) = gallery.search(
-                descriptor[None, :], list_id=list_id, limit=limit, threshold=threshold
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[Match]]:
+        """Per request, its best matches, best first, at most `limit`, at or above `threshold`;
+        a face in several of the lists counts once. Requests over the same account, version and
+        candidates are searched together in one matrix product. Safe to call from a worker
+        thread while apply()/apply_list() run on another."""
+        groups: dict[tuple[str, int, frozenset[str], frozenset[str]], list[int]] = {}
+        for i, request in enumerate(requests):
+            key = (
+                request.account_id,
+                request.version,
+                frozenset(request.list_ids),
+                frozenset(request.face_ids),
             )
-            for match in matches:
-                found[match.face_id] = max(found.get(match.face_id, -1.0), match.similarity)
-        best = sorted(found.items(), key=lambda item: item[1], reverse=True)[:limit]
-        return [
-            {"face_id": face_id, "similarity": similarity, "user_data": self._user_data[face_id]}
-            for face_id, similarity in best
-        ]
+            groups.setdefault(key, []).append(i)
+        results: list[list[Match]] = [[] for _ in requests]
+        for (account, version, lists, faces), members in groups.items():
+            store = self._stores.get(version)
+            if store is None or not (lists or faces):
+                continue
+            found = store.search(
+                np.stack([requests[i].descriptor for i in members]),
+                group=account,
+                list_ids=sorted(lists),
+                face_ids=sorted(faces),
+                limit=max(requests[i].limit for i in members),
+                threshold=min(requests[i].threshold for i in members),
+            )
+            for i, matches in zip(members, found, strict=True):
+                request = requests[i]
+                results[i] = [
+                    {
+                        "face_id": m.face_id,
+                        "similarity": m.similarity,
+                        "user_data": self._user_data.get(m.face_id),
+                    }
+                    for m in matches[: request.limit]
+                    if m.similarity >= request.threshold
+                ]
+        return results

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, cast
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from schemas.records import Context, Enrollment, Image
 from streams.kafka import claim_check, topics
-from streams.settings import Settings
+from streams.settings import KafkaSettings, Settings
 
 Record = dict[str, Any]
 # Room the rest of an Image message (context, framing) may take beside the image bytes.
 ENVELOPE_BYTES = 64 * 1024
+# aiokafka keeps one request in flight per broker and, by default, 16 KiB per partition's batch:
+# one image per partition per round trip. Room for many lets senders that wait share each trip.
+BATCH_BYTES = 1024 * 1024
+
+
+def image_producer(settings: KafkaSettings) -> AIOKafkaProducer:
+    """A producer for images: batches hold many, gathered for a few milliseconds."""
+    return topics.producer(settings, linger_ms=2, max_batch_size=BATCH_BYTES)
 
 
 class ImageProducer:
@@ -29,7 +39,7 @@ class ImageProducer:
         self.settings = settings
         self.topic = topics.topic_name(settings.kafka, topics.IMAGES)
         self._owned = producer is None
-        self._producer = producer or topics.producer(settings.kafka, linger_ms=5)
+        self._producer = producer or image_producer(settings.kafka)
 
     async def __aenter__(self) -> Self:
         if self._owned:
@@ -77,9 +87,20 @@ class ImageProducer:
     async def send_record(self, record: Image) -> None:
         await self.send_raw(topics.IMAGES.encode(record), key=record["context"]["event_id"])
 
+    async def deliver(self, record: Image) -> None:
+        """Sends the record and returns once the broker has acknowledged it."""
+        await (await self._send(topics.IMAGES.encode(record), record["context"]["event_id"]))
+
     async def send_raw(self, value: bytes, key: str | None = None) -> None:
-        """Any bytes onto the images topic (the pipeline must survive what it cannot read)."""
-        await self._producer.send(self.topic, value, key=key.encode() if key else None)
+        """Any bytes onto the images topic (the pipeline must survive what it cannot read).
+        Queued, not yet acknowledged: `flush` waits for what was queued."""
+        await self._send(value, key)
+
+    async def _send(self, value: bytes, key: str | None) -> asyncio.Future[RecordMetadata]:
+        future: asyncio.Future[RecordMetadata] = await self._producer.send(
+            self.topic, value, key=key.encode() if key else None
+        )
+        return future
 
     async def flush(self) -> None:
         await self._producer.flush()

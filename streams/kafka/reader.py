@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -18,6 +18,9 @@ from streams.kafka import topics
 from streams.settings import Settings
 
 Record = dict[str, Any]
+Message: TypeAlias = ConsumerRecord[bytes, bytes]
+Decoded: TypeAlias = tuple[Message, str | None, Any]  # the record, its key and value
+Apply: TypeAlias = Callable[[str, Any, int], object]  # (key, value or None, offset)
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 1.0  # a follower that failed starts again after this, doubling up to the max
@@ -106,10 +109,11 @@ class TopicReader:
     ) -> None:
         await self._consumer.stop()
 
-    async def read_raw(self, timeout: float = 0.5) -> list[ConsumerRecord[bytes, bytes]]:
+    async def read_raw(self, timeout: float = 0.5) -> list[Message]:
         """The records as they are on the topic, raw key and value bytes, nothing skipped: for a
-        caller that must see even what does not decode (the config topic's bad keys)."""
-        batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=1000)
+        caller that must see even what does not decode (the config topic's bad keys). All that
+        the consumer has fetched, as a bare consumer takes it: its fetch sizes bound a batch."""
+        batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000))
         return [m for records in batch.values() for m in records]
 
     async def read(self, timeout: float = 0.5) -> list[tuple[str | None, Any]]:
@@ -118,12 +122,28 @@ class TopicReader:
     async def read_with_offsets(self, timeout: float = 0.5) -> list[tuple[str | None, Any, int]]:
         """(key, value, offset); a key's messages all sit in one partition, so its offsets order
         its versions."""
-        return [(key, value, m.offset) for m, key, value in await self._decoded(timeout)]
+        decoded = self.decode(await self.read_raw(timeout))
+        return [(key, value, m.offset) for m, key, value in decoded]
 
-    async def apply_each(self, apply: Callable[[str, Any, int], object], timeout: float) -> None:
-        """Reads once and applies each (key, value, offset) of a compacted topic; a record that
-        `apply` refuses (raises on) is skipped like an undecodable one, the rest go on."""
-        for m, key, value in await self._decoded(timeout):
+    async def apply_each(self, apply: Apply, timeout: float) -> None:
+        """Reads once and applies each record of a compacted topic (see apply_decoded)."""
+        self.apply_decoded(self.decode(await self.read_raw(timeout)), apply)
+
+    def decode(self, records: Sequence[Message]) -> list[Decoded]:
+        """The records that decode, in their order; the others skipped. Plain code, no awaits:
+        a follower may run it (and apply_decoded) in a thread of its own, off the event loop."""
+        decoded = []
+        for m in records:
+            try:
+                decoded.append((m, *self._decode(m)))
+            except (UnusableRecord, schemas.SchemaError) as error:
+                self.skip(m, str(error))
+        return decoded
+
+    def apply_decoded(self, decoded: Sequence[Decoded], apply: Apply) -> None:
+        """Applies each (key, value, offset) in order; a record that `apply` refuses (raises on)
+        is skipped like an undecodable one, the rest go on."""
+        for m, key, value in decoded:
             try:
                 apply(key or "", value, m.offset)
             except ValueError as error:  # the record's own fault: one line is enough
@@ -131,7 +151,7 @@ class TopicReader:
             except Exception as error:  # a bug shown by this record: keep its traceback
                 self.skip(m, f"cannot apply it: {error!r}", exc_info=True)
 
-    def skip(self, m: ConsumerRecord[bytes, bytes], reason: str, exc_info: bool = False) -> None:
+    def skip(self, m: Message, reason: str, exc_info: bool = False) -> None:
         self.skipped += 1
         log.warning(
             "skipped a record of %s[%d]@%d: %s",
@@ -142,18 +162,7 @@ class TopicReader:
             exc_info=exc_info,
         )
 
-    async def _decoded(
-        self, timeout: float
-    ) -> list[tuple[ConsumerRecord[bytes, bytes], str | None, Any]]:
-        decoded = []
-        for m in await self.read_raw(timeout):
-            try:
-                decoded.append((m, *self._decode(m)))
-            except (UnusableRecord, schemas.SchemaError) as error:
-                self.skip(m, str(error))
-        return decoded
-
-    def _decode(self, m: ConsumerRecord[bytes, bytes]) -> tuple[str | None, Any]:
+    def _decode(self, m: Message) -> tuple[str | None, Any]:
         if m.key is None:
             if self._compacted:
                 raise UnusableRecord("no key, on a compacted topic")
@@ -170,10 +179,12 @@ class TopicReader:
         return key, self._spec.decode(m.value)
 
     async def caught_up(self) -> bool:
-        """True once everything that was in the topic at the start has been read."""
-        for tp, end in self._end.items():
+        """True once everything that was in the topic at the start has been read (handed out by
+        a read). A partition that got there is not asked again: its position only moves on."""
+        for tp, end in list(self._end.items()):
             if await self._consumer.position(tp) < end:
                 return False
+            del self._end[tp]
         return True
 
     async def collect(self, event_ids: set[str], timeout: float) -> dict[str, Record]:
@@ -189,6 +200,13 @@ class TopicReader:
                     found[event_id] = record
             await asyncio.sleep(0)
         return found
+
+
+async def caught_up(*readers: TopicReader) -> bool:
+    for reader in readers:
+        if not await reader.caught_up():
+            return False
+    return True
 
 
 async def keep_following(name: str, follow: Callable[[], Awaitable[None]]) -> None:

@@ -13,7 +13,6 @@ the process before its offsets move (streams.worker.deadletters).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import cast
 
@@ -23,11 +22,11 @@ from faust.types import EventT
 from streams.control.monitoring import Monitor
 from streams.kafka import topics
 from streams.kafka.gallery import GalleryIndex
-from streams.kafka.reader import TopicReader, keep_following
 from streams.kafka.topics import RecordT
 from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings
 from streams.worker.deadletters import finish_batch
+from streams.worker.gallery_follower import GalleryFollower
 from streams.worker.runner import Sent, StageRunner
 from streams.worker.stages import (
     DetectStage,
@@ -37,8 +36,6 @@ from streams.worker.stages import (
     Stage,
     extraction_versions,
 )
-
-log = logging.getLogger(__name__)
 
 STAGES = ("detect", "liveness", "extract", "match", "store")
 
@@ -102,7 +99,8 @@ class Pipeline:
         if "liveness" in stages:
             self._stage_agent(LivenessStage(models), topics.DETECTIONS, batch)
         if "extract" in stages or "match" in stages:
-            app.task(self._follow_gallery)  # both need the known faces
+            # Both need the known faces.
+            app.task(GalleryFollower(settings, self.gallery, self.gallery_ready).follow)
         if "extract" in stages:
             versions = extraction_versions(live, self.gallery)
             self._stage_agent(ExtractStage(models, versions), topics.LIVENESS, batch)
@@ -129,30 +127,6 @@ class Pipeline:
                 await finish_batch(what, events, runner.run(events))
 
         self.app.agent(self.topics[source.suffix], name=f"facestream.{stage.name}")(agent)
-
-    # -- gallery --------------------------------------------------------------------------
-
-    async def _follow_gallery(self) -> None:
-        """Reads the whole compacted faces and lists topics, then follows them; every matcher
-        has them all (the lists' owners: no account enrolls into another's list). Records it
-        cannot apply are skipped; if it fails otherwise it starts again, never left dead."""
-
-        async def follow() -> None:
-            async with (
-                TopicReader(self.settings, topics.FACES, from_beginning=True) as faces,
-                TopicReader(self.settings, topics.LISTS, from_beginning=True) as lists,
-            ):
-                while True:
-                    await faces.apply_each(lambda key, face, _: self.gallery.apply(key, face), 0.2)
-                    await lists.apply_each(
-                        lambda key, lst, _: self.gallery.apply_list(key, lst), 0.05
-                    )
-                    loaded = await faces.caught_up() and await lists.caught_up()
-                    if not self.gallery_ready.is_set() and loaded:
-                        log.info("gallery loaded: %d faces", len(self.gallery))
-                        self.gallery_ready.set()
-
-        await keep_following("gallery", follow)
 
     # -- storage --------------------------------------------------------------------------
 

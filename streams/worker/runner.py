@@ -124,11 +124,9 @@ class StageRunner(Generic[RecordT]):
                 sent += await self._reject(raw, trusted, rejected)
         failed = len(batch) - len(decoded)
         records = [record for _, record in decoded]
-        if self.stage.compute_bound:
-            # Off the event loop: onnxruntime releases the GIL, so fetching and sending go on.
-            results = await asyncio.to_thread(self._run_isolated, records)
-        else:  # on the loop, where the gallery it reads is also updated
-            results = self._run_isolated(records)
+        # Off the event loop: onnxruntime and numpy release the GIL, so fetching and sending go
+        # on. The gallery the match stage searches and enrolls into locks against its follower.
+        results = await asyncio.to_thread(self._run_isolated, records)
         for (raw, record), result in zip(decoded, results, strict=True):
             outcome = result.error or self._encode(result)
             if isinstance(outcome, ProcessingError):

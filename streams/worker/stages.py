@@ -34,12 +34,11 @@ from schemas.records import (
     LiveFace,
     Liveness,
     LivenessResults,
-    Match,
     MatchedFace,
     Sample,
 )
 from streams.kafka import claim_check
-from streams.kafka.gallery import GalleryIndex
+from streams.kafka.gallery import GalleryIndex, SearchRequest
 from streams.models.modelset import ModelSet
 from streams.settings import (
     DetectionSettings,
@@ -68,7 +67,6 @@ class Result:
 
 class Stage(Protocol[In]):
     name: str
-    compute_bound: bool  # runs models: worth a thread of its own
 
     def run(self, records: Sequence[In]) -> list[Result]: ...
 
@@ -148,7 +146,6 @@ class DetectStage:
     """Decodes, detects, applies the face-count and size rules, cuts samples and liveness input."""
 
     name = "detect"
-    compute_bound = True
 
     def __init__(self, models: ModelSet, live: LiveSettings) -> None:
         self.models = models
@@ -206,7 +203,6 @@ class LivenessStage:
     """Runs the liveness models over every face of the batch in one call."""
 
     name = "liveness"
-    compute_bound = True
 
     def __init__(self, models: ModelSet) -> None:
         self.models = models
@@ -257,7 +253,6 @@ class ExtractStage:
     """Extracts descriptors of the configured version for every face of the batch at once."""
 
     name = "extract"
-    compute_bound = True
 
     def __init__(self, models: ModelSet, versions: Callable[[], list[int]]) -> None:
         self.models = models
@@ -318,11 +313,18 @@ def extraction_versions(live: LiveSettings, gallery: GalleryIndex) -> Callable[[
     return versions
 
 
+def _vectors(record: Descriptors, face: DescribedFace) -> dict[int, bytes]:
+    """The face's descriptors by version, the event's own version first."""
+    return {record["descriptor_version"]: face["descriptor"]} | {
+        d["version"]: d["vector"] for d in face["other_descriptors"]
+    }
+
+
 class MatchStage:
-    """Matches each face against the event's lists, or enrolls it; emits the final event."""
+    """Matches the faces of a batch's events against their lists, all in one gallery search, or
+    enrolls them; emits each final event."""
 
     name = "match"
-    compute_bound = False
 
     def __init__(self, gallery: GalleryIndex, live: LiveSettings) -> None:
         self.gallery = gallery
@@ -330,60 +332,99 @@ class MatchStage:
 
     def run(self, records: Sequence[Descriptors]) -> list[Result]:
         match = self.live.current.match
-        return [self._one(record, match) for record in records]
+        results: list[Result] = []
+        waiting: list[Descriptors] = []  # events to match, searched together
+        for record in records:
+            if record["context"]["enroll"] is None:
+                waiting.append(record)
+                continue
+            # Searched before the enrollment changes the gallery; the events after it see it,
+            # as when each event of the batch runs in turn.
+            results += self._matched(waiting, match)
+            waiting = []
+            results.append(self._enrolled(record, record["context"]["enroll"]))
+        return results + self._matched(waiting, match)
 
-    def _one(self, record: Descriptors, match: MatchSettings) -> Result:
+    def _matched(self, records: Sequence[Descriptors], match: MatchSettings) -> list[Result]:
+        """The events of `records`, every face of theirs searched in one call."""
         started = time.perf_counter()
+        asked = [self._requests(record, match) for record in records]
+        requests = [request for face_requests in asked for request in face_requests]
+        found = iter(self.gallery.search_batch(requests) if requests else [])
+        results = []
+        for record, face_requests in zip(records, asked, strict=True):
+            faces: list[MatchedFace] = [
+                {**face, "matches": [], "enrolled_face_id": None, "matched_version": None}
+                for face in record["faces"]
+            ]
+            # No requests (the event names no lists), or one for each face.
+            for face, request in zip(faces, face_requests, strict=False):
+                face["matches"], face["matched_version"] = next(found), request.version
+            event = self._event(record, faces, started, len(records))
+            results.append(Result([Emit("events", record["context"]["event_id"], event)]))
+        return results
+
+    def _requests(self, record: Descriptors, match: MatchSettings) -> list[SearchRequest]:
+        """One search per face against the event's lists, in the version serving its account."""
         context = record["context"]
-        enrollment = context["enroll"]
-        if enrollment is not None:
-            refused = self._refused_enrollment(enrollment, context["account_id"])
-            if refused is not None:
-                return Result(error=refused)
-        version = record["descriptor_version"]
-        emits: list[Emit] = []
-        faces: list[MatchedFace] = []
+        if not context["list_ids"]:
+            return []
+        requests = []
         for face in record["faces"]:
-            enrolled = None
-            matches: list[Match] = []
-            vectors = {version: face["descriptor"]} | {
-                d["version"]: d["vector"] for d in face["other_descriptors"]
-            }
+            vectors = _vectors(record, face)
             serving = self.gallery.serving_version(context["account_id"], list(vectors))
-            if enrollment is not None:
-                face_record = self._enroll(context, enrollment, face, vectors)
-                enrolled = face_record["face_id"]
-                self.gallery.apply(enrolled, face_record)
-                emits.append(Emit("faces", enrolled, face_record))
-            elif context["list_ids"]:
-                matches = self.gallery.search(
+            requests.append(
+                SearchRequest(
                     context["account_id"],
                     serving,
                     np.frombuffer(vectors[serving], dtype="<f4"),
-                    list_ids=context["list_ids"],
+                    list_ids=tuple(context["list_ids"]),
                     limit=match.limit,
                     threshold=match.threshold(serving),
                 )
+            )
+        return requests
+
+    def _enrolled(self, record: Descriptors, enrollment: Enrollment) -> Result:
+        started = time.perf_counter()
+        context = record["context"]
+        refused = self._refused_enrollment(enrollment, context["account_id"])
+        if refused is not None:
+            return Result(error=refused)
+        emits: list[Emit] = []
+        faces: list[MatchedFace] = []
+        for face in record["faces"]:
+            vectors = _vectors(record, face)
+            serving = self.gallery.serving_version(context["account_id"], list(vectors))
+            face_record = self._enroll(context, enrollment, face, vectors)
+            enrolled = face_record["face_id"]
+            self.gallery.apply(enrolled, face_record)
+            emits.append(Emit("faces", enrolled, face_record))
             faces.append(
                 {
                     **face,
-                    "matches": matches,
+                    "matches": [],
                     "enrolled_face_id": enrolled,
                     "matched_version": serving if context["list_ids"] else None,
                 }
             )
-        event: Event = {
-            "context": _timed(context, self.name, started),
+        event = self._event(record, faces, started)
+        return Result([*emits, Emit("events", context["event_id"], event)])
+
+    def _event(
+        self, record: Descriptors, faces: list[MatchedFace], started: float, share: int = 1
+    ) -> Event:
+        return {
+            "context": _timed(record["context"], self.name, started, share),
             "finished_at": now_utc(),
             "status": "ok",
             "error_code": None,
             "error_message": None,
             "image_width": record["image_width"],
             "image_height": record["image_height"],
-            "descriptor_version": version,
+            "descriptor_version": record["descriptor_version"],
             "faces": faces,
         }
-        return Result([*emits, Emit("events", context["event_id"], event)])
 
     def _refused_enrollment(self, enrollment: Enrollment, account: str) -> ProcessingError | None:
         """A face id or list id of another account is not the sender's to use: refused, nothing

@@ -17,7 +17,7 @@ import schemas
 from streams.control.config import ConfigState, shown
 from streams.kafka import reader, topics
 from streams.kafka.directory import Directory
-from streams.kafka.gallery import GalleryIndex, InvalidRecord
+from streams.kafka.gallery import GalleryIndex, InvalidRecord, SearchRequest
 from streams.kafka.reader import TopicReader, keep_following
 from streams.settings import LiveSettings, Settings
 from streams.worker.stages import MatchStage
@@ -55,7 +55,8 @@ def the_list(list_id: str, account: str) -> Record:
 
 def found(gallery: GalleryIndex, account: str, probe: bytes, lists: list[str]) -> list[str]:
     query = np.frombuffer(probe, "<f4")
-    matches = gallery.search(account, 1, query, list_ids=lists, limit=5, threshold=0.9)
+    request = SearchRequest(account, 1, query, list_ids=tuple(lists), limit=5, threshold=0.9)
+    (matches,) = gallery.search_batch([request])
     return [m["face_id"] for m in matches]
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from processors import matcher
 from processors.matcher import Gallery, Match
 
 DIM = 8
@@ -91,7 +92,11 @@ def test_remove_keeps_the_others_intact(gallery: Gallery) -> None:
     assert gallery.search(_unit(1, 0)[None], list_id="vip", limit=5, threshold=-1) == [[]]
 
 
-def test_agrees_with_brute_force_through_growth_and_churn() -> None:
+@pytest.mark.parametrize("chunk_rows", [matcher.CHUNK_ROWS, 100])
+def test_agrees_with_brute_force_through_growth_and_churn(
+    chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(matcher, "CHUNK_ROWS", chunk_rows)  # 100: chunks added and dropped
     rng = np.random.default_rng(7)
     gallery = Gallery(DIM)
     faces: dict[str, tuple[npt.NDArray[np.float32], frozenset[str]]] = {}

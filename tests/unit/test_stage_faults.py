@@ -65,7 +65,6 @@ class FakeStage:
     `error`."""
 
     name = "liveness"
-    compute_bound = False
 
     def __init__(
         self,
