@@ -1,12 +1,15 @@
-"""Event and Face records as the topics carry them, for the sink tests."""
+"""Records as the topics carry them (Descriptors, Event, Face), for the stage and sink tests."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+
+from schemas.records import Descriptors, Enrollment
 
 
 def descriptor(seed: int) -> bytes:
@@ -65,4 +68,44 @@ def face(account: str, face_id: str) -> dict[str, Any]:
         "sample_id": None,
         "created_at": datetime.now(UTC).replace(microsecond=0),
         "descriptors": [{"version": 1, "vector": descriptor(7)}],
+    }
+
+
+def descriptors(
+    vectors: Sequence[np.ndarray],
+    lists: list[str],
+    account: str,
+    enroll: Enrollment | None = None,
+) -> Descriptors:
+    return {
+        "context": {
+            "event_id": str(uuid.uuid4()),
+            "account_id": account,
+            "created_at": datetime.now(UTC).replace(microsecond=0),
+            "source": None,
+            "list_ids": lists,
+            "enroll": enroll,
+            "timings": {},
+        },
+        "image_width": 640,
+        "image_height": 480,
+        "descriptor_version": 1,
+        "faces": [
+            {
+                "geometry": {
+                    "index": i,
+                    "x": 1.0,
+                    "y": 2.0,
+                    "width": 50.0,
+                    "height": 60.0,
+                    "score": 0.9,
+                    "landmarks": [1.0] * 10,
+                },
+                "sample_id": str(uuid.uuid4()),
+                "liveness": {"probability": 0.9, "quality": 0.9},
+                "descriptor": vector.astype("<f4").tobytes(),
+                "other_descriptors": [],
+            }
+            for i, vector in enumerate(vectors)
+        ],
     }

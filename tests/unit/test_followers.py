@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 import schemas
+from schemas.records import Enrollment
 from streams.control.config import ConfigState, shown
 from streams.kafka import reader, topics
 from streams.kafka.directory import Directory
@@ -21,6 +21,7 @@ from streams.kafka.gallery import GalleryIndex, InvalidRecord, SearchRequest
 from streams.kafka.reader import TopicReader, keep_following
 from streams.settings import LiveSettings, Settings
 from streams.worker.stages import MatchStage
+from tests.sink_records import descriptors
 
 A = "6d071cca-fda5-4a03-84d5-5bea65904480"
 B = "0dde5158-e643-45a6-8a4d-ad42448a913b"
@@ -29,6 +30,9 @@ Record = Any  # test records, some partial on purpose (a geometry of {})
 
 def vector(seed: int) -> bytes:
     return np.random.default_rng(seed).normal(size=128).astype("<f4").tobytes()
+
+
+PROBE = np.frombuffer(vector(42), "<f4")  # the face enrollments bring
 
 
 def face(face_id: str, account: str = A, lists: tuple[str, ...] = ("l1",), **kw: Any) -> Record:
@@ -192,32 +196,6 @@ async def test_a_follower_that_fails_starts_again(monkeypatch: pytest.MonkeyPatc
     task.cancel()
 
 
-def descriptors_message(account: str, enroll: Record | None, lists: list[str]) -> Record:
-    return {
-        "context": {
-            "event_id": str(uuid.uuid4()),
-            "account_id": account,
-            "created_at": datetime.now(UTC),
-            "source": None,
-            "list_ids": lists,
-            "enroll": enroll,
-            "timings": {},
-        },
-        "image_width": 100,
-        "image_height": 100,
-        "descriptor_version": 1,
-        "faces": [
-            {
-                "geometry": {},
-                "sample_id": "s1",
-                "liveness": {"probability": 0.9, "quality": 0.9},
-                "descriptor": vector(42),
-                "other_descriptors": [],
-            }
-        ],
-    }
-
-
 @pytest.fixture
 def stage() -> MatchStage:
     gallery = GalleryIndex()
@@ -236,7 +214,7 @@ def stage() -> MatchStage:
 def test_an_enrollment_naming_another_accounts_face_or_list_is_forbidden(
     stage: MatchStage, enroll: Record
 ) -> None:
-    (result,) = stage.run([descriptors_message(B, enroll, [])])
+    (result,) = stage.run([descriptors([PROBE], [], B, enroll)])
     assert result.error is not None and result.error.code == "forbidden"
     assert result.emits == []
     assert (stage.gallery.face_owner("a1"), len(stage.gallery)) == (A, 1)
@@ -246,8 +224,8 @@ def test_an_enrollment_naming_another_accounts_face_or_list_is_forbidden(
 
 
 def test_an_account_enrolls_into_its_own_list_and_one_nobody_owns(stage: MatchStage) -> None:
-    mine = {"list_id": "la", "user_data": "A's", "face_id": "a1"}
-    unknown = {"list_id": "nobody's", "user_data": "B's", "face_id": "b1"}
-    results = stage.run([descriptors_message(A, mine, []), descriptors_message(B, unknown, [])])
+    mine: Enrollment = {"list_id": "la", "user_data": "A's", "face_id": "a1"}
+    unknown: Enrollment = {"list_id": "nobody's", "user_data": "B's", "face_id": "b1"}
+    results = stage.run([descriptors([PROBE], [], A, mine), descriptors([PROBE], [], B, unknown)])
     assert [r.error for r in results] == [None, None]
     assert (stage.gallery.face_owner("a1"), stage.gallery.face_owner("b1")) == (A, B)

@@ -22,6 +22,7 @@ from streams.settings import LiveSettings, MiB, Settings
 from streams.worker.runner import StageRunner
 from streams.worker.stages import MatchStage
 from streams.worker.testing import InMemoryPort, Message, Position
+from tests.sink_records import descriptors
 
 ACCOUNT, OTHER = str(uuid.uuid4()), str(uuid.uuid4())
 DIM = 128
@@ -60,46 +61,6 @@ def face(vector: np.ndarray, lists: list[str], account: str = ACCOUNT) -> Face:
         "sample_id": None,
         "created_at": datetime.now(UTC),
         "descriptors": [{"version": 1, "vector": vector.astype("<f4").tobytes()}],
-    }
-
-
-def descriptors(
-    vectors: Sequence[np.ndarray],
-    lists: list[str],
-    account: str = ACCOUNT,
-    enroll: Enrollment | None = None,
-) -> Descriptors:
-    return {
-        "context": {
-            "event_id": str(uuid.uuid4()),
-            "account_id": account,
-            "created_at": datetime.now(UTC).replace(microsecond=0),
-            "source": None,
-            "list_ids": lists,
-            "enroll": enroll,
-            "timings": {},
-        },
-        "image_width": 640,
-        "image_height": 480,
-        "descriptor_version": 1,
-        "faces": [
-            {
-                "geometry": {
-                    "index": i,
-                    "x": 1.0,
-                    "y": 2.0,
-                    "width": 50.0,
-                    "height": 60.0,
-                    "score": 0.9,
-                    "landmarks": [1.0] * 10,
-                },
-                "sample_id": str(uuid.uuid4()),
-                "liveness": {"probability": 0.9, "quality": 0.9},
-                "descriptor": vector.astype("<f4").tobytes(),
-                "other_descriptors": [],
-            }
-            for i, vector in enumerate(vectors)
-        ],
     }
 
 
@@ -148,7 +109,7 @@ def test_a_batch_is_searched_in_one_call_with_the_results_of_one_event_at_a_time
         for j, lists in enumerate(plans)
     ]
     records = [
-        descriptors([noisy(vector_of(t)) for t in aimed] or [unit()] * 3, lists)
+        descriptors([noisy(vector_of(t)) for t in aimed] or [unit()] * 3, lists, ACCOUNT)
         for lists, aimed in zip(plans, targets, strict=True)
     ]
     batch, port = runner(gallery)
@@ -181,12 +142,12 @@ def test_an_event_matches_what_an_earlier_event_of_its_batch_enrolled() -> None:
     gallery.apply(taken["face_id"], taken)
     refused: Enrollment = {"list_id": "staff", "user_data": "eve", "face_id": taken["face_id"]}
     records = [
-        descriptors([noisy(vector)], ["staff"]),  # before ann is known
-        descriptors([vector], [], enroll=enroll),
-        descriptors([noisy(vector)], ["staff"]),
-        descriptors([noisy(vector)], ["staff"]),
-        descriptors([unit()], [], enroll=refused),  # another account's face id
-        descriptors([noisy(vector)], ["staff"]),
+        descriptors([noisy(vector)], ["staff"], ACCOUNT),  # before ann is known
+        descriptors([vector], [], ACCOUNT, enroll),
+        descriptors([noisy(vector)], ["staff"], ACCOUNT),
+        descriptors([noisy(vector)], ["staff"], ACCOUNT),
+        descriptors([unit()], [], ACCOUNT, refused),  # another account's face id
+        descriptors([noisy(vector)], ["staff"], ACCOUNT),
     ]
     batch, port = runner(gallery)
     asyncio.run(batch.run(messages(records)))
@@ -207,10 +168,10 @@ def test_a_search_that_breaks_its_batch_fails_its_event_alone() -> None:
     vector = unit()
     enroll: Enrollment = {"list_id": "staff", "user_data": "ann", "face_id": None}
     records = [
-        descriptors([vector], [], enroll=enroll),
-        descriptors([noisy(vector)], ["staff"]),
-        descriptors([unit()], ["staff"], account=OTHER),
-        descriptors([noisy(vector)], ["staff"]),
+        descriptors([vector], [], ACCOUNT, enroll),
+        descriptors([noisy(vector)], ["staff"], ACCOUNT),
+        descriptors([unit()], ["staff"], OTHER),
+        descriptors([noisy(vector)], ["staff"], ACCOUNT),
     ]
     batch, port = runner(gallery)
     asyncio.run(batch.run(messages(records)))
@@ -240,7 +201,7 @@ def test_the_event_loop_goes_on_during_a_long_search() -> None:
                 ticks += 1
 
         ticking = asyncio.create_task(tick())
-        await batch.run(messages([descriptors([unit()], ["a"])]))
+        await batch.run(messages([descriptors([unit()], ["a"], ACCOUNT)]))
         ticking.cancel()
         return ticks
 
@@ -273,7 +234,7 @@ def test_faces_applied_on_the_loop_while_the_stage_searches_in_its_thread(
         following = asyncio.create_task(follower())
         for i in range(50):
             records = [
-                descriptors([noisy(hot[(i + j + f) % 50]) for f in range(4)], ["a", "b"])
+                descriptors([noisy(hot[(i + j + f) % 50]) for f in range(4)], ["a", "b"], ACCOUNT)
                 for j in range(8)
             ]
             await batch.run(messages(records))
