@@ -41,25 +41,24 @@ async def send_image(request: Request) -> Response:
     )
     event_id: str = record["context"]["event_id"]
     finished = services.waiter.expect(event_id) if params.wait else None
-    # The 202 promises an image the broker holds: a lost connection after it loses nothing.
-    try:
+    try:  # the waiter forgets the event however the request ends
+        # The 202 promises an image the broker holds: a lost connection after it loses nothing.
         await services.images.deliver(record)
-    except BaseException:
-        services.waiter.pending.pop(event_id, None)
-        raise
-    if finished is None:
-        # Serialised by pydantic's compiled encoder: the hottest answer of the API.
-        return Response(Accepted(event_id=event_id).model_dump_json(), 202, media_type=MEDIA_TYPE)
-    try:
-        event = await asyncio.wait_for(finished, timeout)
-    except TimeoutError:
-        services.waiter.pending.pop(event_id, None)
-        raise ApiError(
-            504,
-            "pipeline_timeout",
-            f"event {event_id} was accepted but not finished within {timeout:g} s; "
-            f"read it later with GET /v1/events/{event_id}",
-        ) from None
+        if finished is None:
+            # Serialised by pydantic's compiled encoder: the hottest answer of the API.
+            accepted = Accepted(event_id=event_id).model_dump_json()
+            return Response(accepted, 202, media_type=MEDIA_TYPE)
+        try:
+            event = await asyncio.wait_for(finished, timeout)
+        except TimeoutError:
+            raise ApiError(
+                504,
+                "pipeline_timeout",
+                f"event {event_id} was accepted but not finished within {timeout:g} s; "
+                f"read it later with GET /v1/events/{event_id}",
+            ) from None
+    finally:
+        services.waiter.forget(event_id)
     return render.respond(render.event_from_record(event))
 
 

@@ -41,6 +41,10 @@ class EventWaiter:
         self.pending[event_id] = future
         return future
 
+    def forget(self, event_id: str) -> None:
+        """No longer waited for (answered, timed out, or never sent); unknown ids are fine."""
+        self.pending.pop(event_id, None)
+
     async def follow(self, settings: Settings) -> None:
         """Started again after a failure (a broker outage), never left dead: requests that wait
         would all time out."""
