@@ -18,7 +18,6 @@ the best so far bound which similarities are kept, with no sort of all of them.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -45,15 +44,11 @@ class Match:
 
 
 def _normalised(vectors: npt.ArrayLike, dimension: int) -> Floats:
+    """Unit rows (one per descriptor) of `vectors`, one descriptor or several."""
     array = np.asarray(vectors, dtype=np.float32)
-    if array.shape[-1:] != (dimension,):
+    if array.shape[-1:] != (dimension,) or array.ndim > 2:
         raise ValueError(f"expected descriptors of dimension {dimension}, got shape {array.shape}")
-    if array.ndim == 1:  # one face: enrolments are one at a time, and scalars are cheaper
-        norm = math.sqrt(float(np.dot(array, array)))
-        if not norm > 0:
-            raise ValueError("a descriptor is all zeros: it has no direction to compare")
-        unit: Floats = array / np.float32(norm)
-        return unit
+    array = array.reshape(-1, dimension)
     norms = np.linalg.norm(array, axis=-1, keepdims=True)
     if not np.all(norms > 0):
         raise ValueError("a descriptor is all zeros: it has no direction to compare")
@@ -130,13 +125,16 @@ class ReadWriteLock:
 
 
 class FaceTable:
-    """Face id <-> slot, shared by the stores of every version: one dict entry per face."""
+    """Face id <-> slot, shared by the stores of every version: one dict entry per face. A
+    group's name is held once however many faces it has (decoded records each bring a copy)."""
 
     def __init__(self) -> None:
         self._slots: dict[str, int] = {}
         self.ids: npt.NDArray[np.object_] = np.empty(0, object)  # slot -> face id
         self.groups: npt.NDArray[np.object_] = np.empty(0, object)  # slot -> group
         self._free: list[int] = []
+        self._used = 0  # slots ever given out: the free ones and the faces'
+        self._names: dict[str, str] = {}  # group -> the one copy of its name
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -144,13 +142,19 @@ class FaceTable:
     def find(self, face_id: str) -> int | None:
         return self._slots.get(face_id)
 
-    def add(self, face_id: str, group: str) -> int:
-        slot = self._free.pop() if self._free else len(self._slots)
-        self.ids = _grown(self.ids, slot + 1)
-        self.groups = _grown(self.groups, slot + 1)
-        self.ids[slot], self.groups[slot] = face_id, group
-        self._slots[face_id] = slot
-        return slot
+    def add_many(self, face_ids: Sequence[str], groups: Sequence[str]) -> Slots:
+        """Slots for new faces (ids not in the table), freed ones first."""
+        reused = [self._free.pop() for _ in range(min(len(face_ids), len(self._free)))]
+        fresh = len(face_ids) - len(reused)
+        slots = np.array(reused + list(range(self._used, self._used + fresh)), np.int64)
+        self._used += fresh
+        self.ids = _grown(self.ids, self._used)
+        self.groups = _grown(self.groups, self._used)
+        names = self._names
+        self.ids[slots] = face_ids
+        self.groups[slots] = [names.setdefault(group, group) for group in groups]
+        self._slots.update(zip(face_ids, slots.tolist(), strict=True))
+        return slots
 
     def remove(self, face_id: str) -> None:
         slot = self._slots.pop(face_id)
@@ -168,19 +172,24 @@ class _Segment:
         self.vectors: list[Floats] = []  # dimension x rows, per chunk
         self.slots: list[Slots] = []
 
-    def append(self, slot: int, vector: Floats) -> int:
-        row = self.size
-        chunk, offset = divmod(row, CHUNK_ROWS)
-        if chunk == len(self.vectors):
-            self.vectors.append(np.empty((self.dimension, 16), np.float32))
-            self.slots.append(np.empty(16, np.int32))
-        # Chunks grow 1.5x up to CHUNK_ROWS: a gallery never holds twice its vectors.
-        self.vectors[chunk] = _grown(self.vectors[chunk], offset + 1, most=CHUNK_ROWS)
-        self.slots[chunk] = _grown(self.slots[chunk], offset + 1, most=CHUNK_ROWS)
-        self.vectors[chunk][:, offset] = vector
-        self.slots[chunk][offset] = slot
-        self.size += 1
-        return row
+    def extend(self, slots: Slots, vectors: Floats) -> int:
+        """Appends the faces (vectors: one row each); returns the row of the first."""
+        first = done = self.size
+        while done < first + len(slots):
+            chunk, offset = divmod(done, CHUNK_ROWS)
+            if chunk == len(self.vectors):
+                self.vectors.append(np.empty((self.dimension, 16), np.float32))
+                self.slots.append(np.empty(16, np.int32))
+            take = min(first + len(slots) - done, CHUNK_ROWS - offset)
+            # Chunks grow 1.5x up to CHUNK_ROWS: a gallery never holds twice its vectors.
+            self.vectors[chunk] = _grown(self.vectors[chunk], offset + take, most=CHUNK_ROWS)
+            self.slots[chunk] = _grown(self.slots[chunk], offset + take, most=CHUNK_ROWS)
+            taken = slice(done - first, done - first + take)
+            self.vectors[chunk][:, offset : offset + take] = vectors[taken].T
+            self.slots[chunk][offset : offset + take] = slots[taken]
+            done += take
+        self.size = done
+        return first
 
     def set(self, row: int, vector: Floats) -> None:
         chunk, offset = divmod(row, CHUNK_ROWS)
@@ -293,29 +302,43 @@ class Store:
     def __contains__(self, slot: int) -> bool:
         return slot < len(self._where) and self._where[slot] >= 0
 
-    def put(self, slot: int, lists: frozenset[str], descriptor: npt.ArrayLike) -> None:
-        """Adds the face or replaces its descriptor and lists. Call under lock.writing()."""
-        vector = _normalised(descriptor, self.dimension).reshape(self.dimension)
-        group = str(self.table.groups[slot])
-        if slot in self:
-            number, row = divmod(int(self._where[slot]), 1 << 32)
-            if self._segments[number].key == (group, lists):
-                self._segments[number].set(row, vector)
-                return
-            self.drop(slot)
-        found = self._numbers.get((group, lists))
-        if found is None:
-            number = self._numbers[group, lists] = self._next
+    def put_many(
+        self, slots: Slots, lists: Sequence[frozenset[str]], descriptors: npt.ArrayLike
+    ) -> None:
+        """Adds the faces (distinct slots), or replaces their descriptors and lists: faces of
+        one segment are appended together. Call under lock.writing()."""
+        vectors = _normalised(descriptors, self.dimension)
+        groups = self.table.groups[slots].tolist()
+        joining: dict[tuple[str, frozenset[str]], list[int]] = {}
+        for i, key in enumerate(zip(groups, lists, strict=True)):
+            slot = int(slots[i])
+            if slot in self:
+                number, row = divmod(int(self._where[slot]), 1 << 32)
+                if self._segments[number].key == key:
+                    self._segments[number].set(row, vectors[i])
+                    continue
+                self.drop(slot)
+            joining.setdefault(key, []).append(i)
+        if len(slots):
+            self._where = _grown(self._where, int(slots.max()) + 1, -1)
+        for key, members in joining.items():
+            number = self._number(key)
+            which = slots[members]
+            first = self._segments[number].extend(which, vectors[members])
+            self._where[which] = number << 32 | np.arange(first, first + len(members))
+            self.sizes[key[0]] = self.sizes.get(key[0], 0) + len(members)
+
+    def _number(self, key: tuple[str, frozenset[str]]) -> int:
+        """The number of the key's segment, made if it has none."""
+        number = self._numbers.get(key)
+        if number is None:
+            number = self._numbers[key] = self._next
             self._next += 1
-            self._segments[number] = _Segment((group, lists), self.dimension)
+            self._segments[number] = _Segment(key, self.dimension)
+            group, lists = key
             for list_id in lists:
                 self._by_list.setdefault((group, list_id), set()).add(number)
-        else:
-            number = found
-        row = self._segments[number].append(slot, vector)
-        self._where = _grown(self._where, slot + 1, -1)
-        self._where[slot] = number << 32 | row
-        self.sizes[group] = self.sizes.get(group, 0) + 1
+        return number
 
     def drop(self, slot: int) -> None:
         """Forgets the face, if here. Call under lock.writing()."""
@@ -353,7 +376,7 @@ class Store:
         among the group's faces of any of `list_ids` (None: all of its faces) and `face_ids`."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        queries = _normalised(descriptors, self.dimension).reshape(-1, self.dimension)
+        queries = _normalised(descriptors, self.dimension)
         if not len(queries):
             return []
         with self.lock.reading():
@@ -411,51 +434,3 @@ class Store:
         if vectors:
             similarities = queries @ np.stack(vectors, axis=1)
             top.add(similarities, np.arange(len(names)), np.array(names, object))
-
-
-class Gallery:
-    """One group's faces of one version, with its own table and lock: a set of candidates."""
-
-    _GROUP = ""
-
-    def __init__(self, dimension: int) -> None:
-        self.dimension = dimension
-        self._table = FaceTable()
-        self._store = Store(dimension, self._table, ReadWriteLock())
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def upsert(self, face_id: str, descriptor: npt.ArrayLike, list_ids: frozenset[str]) -> None:
-        """Add the face, or replace its descriptor and lists if it is already here."""
-        vector = _normalised(descriptor, self.dimension)
-        with self._store.lock.writing():
-            slot = self._table.find(face_id)
-            if slot is None:
-                slot = self._table.add(face_id, self._GROUP)
-            self._store.put(slot, list_ids, vector)
-
-    def remove(self, face_id: str) -> None:
-        """Forget the face; unknown ids are ignored (a tombstone may arrive twice)."""
-        with self._store.lock.writing():
-            slot = self._table.find(face_id)
-            if slot is not None:
-                self._store.drop(slot)
-                self._table.remove(face_id)
-
-    def search(
-        self,
-        descriptors: npt.ArrayLike,
-        *,
-        list_id: str | None,
-        limit: int,
-        threshold: float,
-    ) -> list[list[Match]]:
-        """For each query row, the `limit` most similar faces at or above `threshold`, best first.
-
-        With `list_id`, only faces linked to that list are candidates.
-        """
-        lists = None if list_id is None else [list_id]
-        return self._store.search(
-            descriptors, group=self._GROUP, list_ids=lists, limit=limit, threshold=threshold
-        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -17,33 +18,81 @@ from processors.matcher import FaceTable, ReadWriteLock, Store
 from schemas.records import Face, List, Match
 from streams.models.modelset import DESCRIPTOR_BYTES
 
-Vectors = dict[int, npt.NDArray[np.float32]]
+Floats = npt.NDArray[np.float32]
+Vectors = dict[int, Floats]
 
 
 class InvalidRecord(ValueError):
     """A Face or List record that decodes but cannot be applied; its previous state stays."""
 
 
-def face_vectors(face: Face) -> Vectors:
-    """The face's descriptors by version, each checked: a known version, its dimension, finite
-    values, not all zeros; or InvalidRecord saying what is wrong."""
+@dataclass(frozen=True, slots=True)
+class CheckedFaces:
+    """Faces' descriptors checked together: per version one matrix of them all (a row per
+    face having that version), per face its row in each, and the faces refused, with why."""
+
+    matrices: dict[int, Floats]
+    rows: dict[int, dict[int, int]]  # index of the face -> version -> row
+    refused: dict[int, InvalidRecord]
+
+
+def _descriptor_bytes(face: Face) -> dict[int, bytes]:
     if not face["account_id"]:
         raise InvalidRecord("the face has no account id")
-    vectors: Vectors = {}
+    found: dict[int, bytes] = {}
     for descriptor in face["descriptors"]:
         version, data = descriptor["version"], descriptor["vector"]
         size = DESCRIPTOR_BYTES.get(version)
         if size is None:
             raise InvalidRecord(f"unknown descriptor version {version}")
-        if version in vectors:
+        if version in found:
             raise InvalidRecord(f"two descriptors of version {version}")
         if len(data) != size:
             raise InvalidRecord(f"a version {version} descriptor of {len(data)} bytes, not {size}")
-        vector = np.frombuffer(data, dtype="<f4")
-        if not np.isfinite(vector).all() or not vector.any():
-            raise InvalidRecord(f"a version {version} descriptor that is not finite or all zeros")
-        vectors[version] = vector
-    return vectors
+        found[version] = data
+    return found
+
+
+def check_faces(faces: Sequence[Face | None]) -> CheckedFaces:
+    """Each face's descriptors checked: a known version, its dimension, finite values, not all
+    zeros. None (a tombstone) has none. The values are checked a matrix at a time."""
+    refused: dict[int, InvalidRecord] = {}
+    rows: dict[int, dict[int, int]] = {}
+    data: dict[int, list[bytes]] = {}
+    owners: dict[int, list[int]] = {}  # version -> index of the face of each row
+    for i, face in enumerate(faces):
+        if face is None:
+            continue
+        try:
+            found = _descriptor_bytes(face)
+        except InvalidRecord as invalid:
+            refused[i] = invalid
+            continue
+        rows[i] = {}
+        for version, vector in found.items():
+            rows[i][version] = len(owners.setdefault(version, []))
+            owners[version].append(i)
+            data.setdefault(version, []).append(vector)
+    matrices: dict[int, Floats] = {}
+    for version, vectors in data.items():
+        matrix = np.frombuffer(b"".join(vectors), "<f4").reshape(len(vectors), -1)
+        unusable = ~(np.isfinite(matrix).all(axis=1) & matrix.any(axis=1))
+        for row in np.flatnonzero(unusable).tolist():
+            i = owners[version][row]
+            rows.pop(i, None)
+            refused[i] = InvalidRecord(
+                f"a version {version} descriptor that is not finite or all zeros"
+            )
+        matrices[version] = matrix
+    return CheckedFaces(matrices, rows, refused)
+
+
+def face_vectors(face: Face) -> Vectors:
+    """The face's descriptors by version, checked (see check_faces), or InvalidRecord."""
+    checked = check_faces([face])
+    if checked.refused:
+        raise checked.refused[0]
+    return {version: checked.matrices[version][row] for version, row in checked.rows[0].items()}
 
 
 def list_owner(record: List) -> str:
@@ -114,32 +163,72 @@ class GalleryIndex:
     def apply(self, face_id: str, face: Face | None) -> None:
         """An upsert from a Face record, or a removal for a tombstone (None). A record that
         cannot be applied raises InvalidRecord before anything changes."""
-        vectors = None if face is None else face_vectors(face)
+        for _, invalid in self.apply_many([(face_id, face)]):
+            raise invalid
+
+    def apply_many(
+        self, changes: Sequence[tuple[str, Face | None]]
+    ) -> list[tuple[int, InvalidRecord]]:
+        """Upserts (Face records) and removals (None: tombstones) by face id, with the outcome
+        of applying them one by one in their order, as one change under the lock. Returns the
+        records refused (their index, why), each leaving its face as it was. A whole fetch
+        costs a few array operations per version and store, not a pass per face of each."""
+        checked = check_faces([face for _, face in changes])
+        last = {face_id: i for i, (face_id, _) in enumerate(changes) if i not in checked.refused}
         with self._lock.writing():
-            self.changes += 1
-            slot = self._table.find(face_id)
-            if slot is not None and (
-                face is None or self._table.groups[slot] != face["account_id"]
-            ):
-                self._remove(face_id, slot)
-                slot = None
-            if face is None or vectors is None:
-                return
-            account = face["account_id"]
-            if slot is None:
-                slot = self._table.add(face_id, account)
-                self._faces_of[account] += 1
-            else:
-                self._forget_versions(slot)
-            lists = frozenset(face["list_ids"])
-            for version, store in self._stores.items():
-                if version not in vectors:
-                    store.drop(slot)
-            for version, vector in vectors.items():
-                if version not in self._stores:
-                    self._stores[version] = Store(len(vector), self._table, self._lock)
-                self._stores[version].put(slot, lists, vector)
-            self._with_versions[frozenset(vectors)] += 1
+            self.changes += len(changes) - len(checked.refused)
+            kept: list[int] = []  # the upserts, by index of their change...
+            slots: list[int] = []  # ...their slots, -1 for a new face
+            for face_id, i in last.items():
+                face = changes[i][1]
+                slot = self._table.find(face_id)
+                if slot is not None and (
+                    face is None or self._table.groups[slot] != face["account_id"]
+                ):
+                    self._remove(face_id, slot)
+                    slot = None
+                if face is None:
+                    continue
+                if slot is not None:
+                    self._forget_versions(slot)
+                kept.append(i)
+                slots.append(-1 if slot is None else slot)
+            self._upsert(changes, checked, kept, np.array(slots, np.int64))
+        return sorted(checked.refused.items())
+
+    def _upsert(
+        self,
+        changes: Sequence[tuple[str, Face | None]],
+        checked: CheckedFaces,
+        kept: list[int],
+        slots: npt.NDArray[np.int64],
+    ) -> None:
+        faces = [cast(Face, changes[i][1]) for i in kept]
+        new = np.flatnonzero(slots < 0)
+        if len(new):
+            accounts = [faces[j]["account_id"] for j in new.tolist()]
+            slots[new] = self._table.add_many([changes[kept[j]][0] for j in new.tolist()], accounts)
+            self._faces_of.update(accounts)
+        lists_of: dict[tuple[str, ...], frozenset[str]] = {}  # one set per distinct list of lists
+        lists = [lists_of.setdefault(tuple(f["list_ids"]), frozenset(f["list_ids"])) for f in faces]
+        versions = [checked.rows[i] for i in kept]
+        for version in set(self._stores) | set(checked.matrices):
+            having = [j for j, rows in enumerate(versions) if version in rows]
+            if version not in self._stores:
+                dimension = checked.matrices[version].shape[1]
+                self._stores[version] = Store(dimension, self._table, self._lock)
+            store = self._stores[version]
+            for j, rows in enumerate(versions):
+                if version not in rows and slots[j] in store:
+                    store.drop(int(slots[j]))
+            if having:
+                store.put_many(
+                    slots[having],
+                    [lists[j] for j in having],
+                    checked.matrices[version][[versions[j][version] for j in having]],
+                )
+        self._with_versions.update(frozenset(rows) for rows in versions)
+        for face_id, face in zip((changes[i][0] for i in kept), faces, strict=True):
             if face["user_data"] is None:
                 self._user_data.pop(face_id, None)
             else:

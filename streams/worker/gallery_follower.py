@@ -67,9 +67,14 @@ class GalleryFollower:
         list_records: list[Message],
     ) -> None:
         gallery = self.gallery
-        faces.apply_decoded(
-            faces.decode(face_records), lambda key, face, _: gallery.apply(key, face)
-        )
+        decoded = faces.decode(face_records)
+        try:
+            refused = gallery.apply_many([(key or "", face) for _, key, face in decoded])
+        except Exception:  # a bug shown by some record: find it, applying one at a time
+            faces.apply_decoded(decoded, lambda key, face, _: gallery.apply(key, face))
+        else:
+            for i, invalid in refused:
+                faces.skip(decoded[i][0], str(invalid))
         lists.apply_decoded(
             lists.decode(list_records), lambda key, lst, _: gallery.apply_list(key, lst)
         )

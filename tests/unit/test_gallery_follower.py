@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from aiokafka import TopicPartition
 
 from schemas.records import Face
 from streams.kafka import topics
-from streams.kafka.gallery import GalleryIndex
+from streams.kafka.gallery import GalleryIndex, InvalidRecord
 from streams.kafka.reader import Message, TopicReader
 from streams.settings import Settings
 from streams.worker.gallery_follower import GalleryFollower
@@ -46,18 +47,22 @@ class FakeConsumer:
 
 
 class SlowGallery(GalleryIndex):
-    """Notes the faces applied, in order, each taking `apply_s` (holding no lock of the loop's:
-    as an apply waiting on a search would)."""
+    """Notes the faces applied, in order, each fetch taking `apply_s` (holding no lock of the
+    loop's: as an apply waiting on a search would)."""
 
     def __init__(self, apply_s: float) -> None:
         super().__init__()
         self.apply_s = apply_s
         self.applied: list[str] = []
 
-    def apply(self, face_id: str, face: Face | None) -> None:
+    def apply_many(
+        self, changes: Sequence[tuple[str, Face | None]]
+    ) -> list[tuple[int, InvalidRecord]]:
         time.sleep(self.apply_s)
-        super().apply(face_id, face)
-        self.applied.append(face_id)
+        refused = super().apply_many(changes)
+        skipped = {i for i, _ in refused}
+        self.applied += [face_id for i, (face_id, _) in enumerate(changes) if i not in skipped]
+        return refused
 
 
 def fed(monkeypatch: pytest.MonkeyPatch, faces: list[list[Message]], lists: list[Message]) -> None:
@@ -106,7 +111,7 @@ async def test_it_applies_off_the_loop_in_order_and_is_loaded_once_all_is_applie
             message(1, b"l2", encoded("List", the_list("l2", ""))),  # no account: refused
         ],
     )
-    gallery = SlowGallery(apply_s=0.15)
+    gallery = SlowGallery(apply_s=0.3)
     follower = GalleryFollower(Settings(), gallery, asyncio.Event())
     ticks: list[float] = []
 
@@ -128,7 +133,7 @@ async def test_it_applies_off_the_loop_in_order_and_is_loaded_once_all_is_applie
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("gallery loaded: 1 faces") == 1
     assert sum(m.startswith("skipped a record of") for m in messages) == 3
-    # Four applies of 0.15 s ran meanwhile; on the loop each would stall it that long.
+    # Two fetches applied in 0.3 s each ran meanwhile; on the loop each would stall it so long.
     assert len(ticks) > 30
     assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.1
 

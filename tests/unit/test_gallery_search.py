@@ -13,7 +13,7 @@ import pytest
 
 from processors import matcher
 from schemas.records import Face, Match
-from streams.kafka.gallery import GalleryIndex, SearchRequest
+from streams.kafka.gallery import GalleryIndex, InvalidRecord, SearchRequest
 
 A, B = "account-a", "account-b"
 DIM = 128
@@ -301,3 +301,61 @@ def test_versions_lacking_follows_changes_without_a_scan() -> None:
         (2000, 2000),
         2000,
     )
+
+
+def test_apply_many_is_applying_one_by_one() -> None:
+    """Fetches of changes applied together (apply_many) leave the gallery as applying them one at
+    a time does: repeated ids, moves between accounts, version changes, tombstones, and refused
+    records (which leave their face as it was) among them."""
+    rng = np.random.default_rng(5)
+    together, alone = GalleryIndex(), GalleryIndex()
+    changes: list[tuple[str, Face | None]] = []
+    for step in range(3000):
+        face_id = f"f{rng.integers(300)}"
+        kind = rng.integers(10)
+        if kind == 0:
+            changes.append((face_id, None))
+            continue
+        one, two = unit_vectors(rng, 2)  # no two faces alike: no ties to order
+        versions = [{1: one}, {2: two}, {1: one, 2: two}][int(rng.integers(3))]
+        lists = tuple(lst for lst in ("x", "y", "z") if rng.random() < 0.5)
+        record = face_record(face_id, versions, lists, account=(A, B)[int(kind == 1)])
+        if kind == 2:  # refused: a NaN, a wrong length, no account
+            bad = [np.full(DIM, np.nan, np.float32), np.ones(DIM - 1, np.float32)]
+            record = face_record(face_id, {1: bad[step % 2]}, lists) if step % 3 else record
+            record = {**record, "account_id": ""} if step % 3 == 0 else record
+        changes.append((face_id, record))
+    refused_alone = []
+    for i, (face_id, face) in enumerate(changes):
+        try:
+            alone.apply(face_id, face)
+        except InvalidRecord:
+            refused_alone.append(i)
+    refused_together, start = [], 0
+    while start < len(changes):
+        size = int(rng.integers(1, 200))
+        refused = together.apply_many(changes[start : start + size])
+        refused_together += [start + i for i, _ in refused]
+        start += size
+
+    assert refused_together == refused_alone and len(refused_alone) > 100
+    assert len(together) == len(alone) > 100 and together.changes == alone.changes
+    for version in (1, 2):
+        assert together.versions_lacking(version) == alone.versions_lacking(version)
+        for account in (A, B):
+            assert together.coverage(account, version) == alone.coverage(account, version)
+    requests = [
+        SearchRequest(account, version, query, list_ids=lists, limit=400)
+        for account in (A, B)
+        for version in (1, 2)
+        for lists in (("x",), ("y", "z"), ("x", "y", "z"))
+        for query in unit_vectors(rng, 3)
+    ]
+    for got, want in zip(
+        together.search_batch(requests), alone.search_batch(requests), strict=True
+    ):
+        assert [m["face_id"] for m in got] == [m["face_id"] for m in want]
+        assert [m["similarity"] for m in got] == pytest.approx(
+            [m["similarity"] for m in want], abs=1e-6
+        )
+        assert [m["user_data"] for m in got] == [m["user_data"] for m in want]

@@ -7,9 +7,57 @@ import numpy.typing as npt
 import pytest
 
 from processors import matcher
-from processors.matcher import Gallery, Match
+from processors.matcher import FaceTable, Match, ReadWriteLock, Store
 
 DIM = 8
+
+
+class Gallery:
+    """One group's faces in a Store, the way GalleryIndex drives it, without the records."""
+
+    def __init__(self, dimension: int) -> None:
+        self._table = FaceTable()
+        self._store = Store(dimension, self._table, ReadWriteLock())
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def upsert_many(self, faces: list[tuple[str, npt.NDArray[np.float32], frozenset[str]]]) -> None:
+        if not faces:
+            return
+        with self._store.lock.writing():
+            known = [self._table.find(face_id) for face_id, _, _ in faces]
+            new = [
+                face_id for (face_id, _, _), slot in zip(faces, known, strict=True) if slot is None
+            ]
+            added = iter(self._table.add_many(new, [""] * len(new)).tolist())
+            slots = np.array([next(added) if slot is None else slot for slot in known])
+            try:
+                self._store.put_many(
+                    slots, [lists for _, _, lists in faces], np.stack([v for _, v, _ in faces])
+                )
+            except ValueError:
+                for face_id in new:
+                    self._table.remove(face_id)
+                raise
+
+    def upsert(self, face_id: str, vector: npt.NDArray[np.float32], lists: frozenset[str]) -> None:
+        self.upsert_many([(face_id, vector, lists)])
+
+    def remove(self, face_id: str) -> None:
+        with self._store.lock.writing():
+            slot = self._table.find(face_id)
+            if slot is not None:
+                self._store.drop(slot)
+                self._table.remove(face_id)
+
+    def search(
+        self, queries: npt.NDArray[np.float32], *, list_id: str | None, limit: int, threshold: float
+    ) -> list[list[Match]]:
+        lists = None if list_id is None else [list_id]
+        return self._store.search(
+            queries, group="", list_ids=lists, limit=limit, threshold=threshold
+        )
 
 
 def _unit(*values: float) -> npt.NDArray[np.float32]:
@@ -93,24 +141,34 @@ def test_remove_keeps_the_others_intact(gallery: Gallery) -> None:
 
 
 @pytest.mark.parametrize("chunk_rows", [matcher.CHUNK_ROWS, 100])
+@pytest.mark.parametrize("together", [1, 37])
 def test_agrees_with_brute_force_through_growth_and_churn(
-    chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+    chunk_rows: int, together: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Faces upserted one at a time or `together` in one put_many (new and known faces mixed,
+    across chunk boundaries), among removals."""
     monkeypatch.setattr(matcher, "CHUNK_ROWS", chunk_rows)  # 100: chunks added and dropped
     rng = np.random.default_rng(7)
     gallery = Gallery(DIM)
     faces: dict[str, tuple[npt.NDArray[np.float32], frozenset[str]]] = {}
     lists = ["x", "y", "z"]
+    pending: dict[str, tuple[npt.NDArray[np.float32], frozenset[str]]] = {}
     for step in range(6000):  # past the initial capacity, with removals and re-enrollments
         face_id = f"f{rng.integers(3000)}"
         if step % 4 == 3:
+            gallery.upsert_many([(f, v, linked) for f, (v, linked) in pending.items()])
+            pending.clear()
             gallery.remove(face_id)
             faces.pop(face_id, None)
             continue
         vector = rng.standard_normal(DIM).astype(np.float32)
         linked = frozenset(lst for lst in lists if rng.random() < 0.4)
-        gallery.upsert(face_id, vector, linked)
+        pending[face_id] = (vector, linked)
+        if len(pending) == together:
+            gallery.upsert_many([(f, v, linked) for f, (v, linked) in pending.items()])
+            pending.clear()
         faces[face_id] = (vector / np.linalg.norm(vector), linked)
+    gallery.upsert_many([(f, v, linked) for f, (v, linked) in pending.items()])
     assert len(gallery) == len(faces) > 1024
 
     queries = rng.standard_normal((5, DIM)).astype(np.float32)
