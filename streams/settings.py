@@ -124,7 +124,13 @@ class StorageSettings(Section):
     chdb_path: Path = Field(default_factory=lambda: state_dir() / "chdb")
     database: str = Field("facestream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batch_size: int = Field(500, ge=1, le=100_000)
-    flush_interval_s: float = Field(0.5, gt=0, le=60)
+    flush_interval_s: float = Field(
+        0.05,
+        gt=0,
+        le=60,
+        description="a store stage writes what it has every this often (fewer, larger inserts "
+        "when longer; each row waits for the next turn)",
+    )
     retry_initial_s: float = Field(
         0.5, gt=0, le=60, description="first wait before retrying a flush ClickHouse did not take"
     )
@@ -155,7 +161,13 @@ class InfluxMonitoringSettings(Section):
 
 class WorkerSettings(Section):
     batch_size: int = Field(16, ge=1, le=1024, description="messages a stage takes at once")
-    batch_wait_s: float = Field(0.02, ge=0, le=10, description="longest wait to fill a batch")
+    batch_wait_s: float = Field(
+        0.005,
+        gt=0,
+        le=10,
+        description="a stage takes what has come every this often, up to batch_size at once "
+        "(each message waits for the next turn)",
+    )
     models_dir: Path = Field(
         default_factory=lambda: Path(
             os.environ.get("FACESTREAM_MODELS_DIR", Path.home() / ".cache/facestream/models")
