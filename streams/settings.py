@@ -125,7 +125,7 @@ class StorageSettings(Section):
     database: str = Field("facestream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batch_size: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(
-        0.05,
+        0.1,
         gt=0,
         le=60,
         description="a store stage writes what it has every this often (fewer, larger inserts "
@@ -162,7 +162,7 @@ class InfluxMonitoringSettings(Section):
 class WorkerSettings(Section):
     batch_size: int = Field(16, ge=1, le=1024, description="messages a stage takes at once")
     batch_wait_s: float = Field(
-        0.005,
+        0.01,
         gt=0,
         le=10,
         description="a stage takes what has come every this often, up to batch_size at once "

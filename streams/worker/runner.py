@@ -123,21 +123,18 @@ class StageRunner(Generic[RecordT]):
                 rejected = ProcessingError(str(error), code=error.code)
                 sent += await self._reject(raw, trusted, rejected)
         failed = len(batch) - len(decoded)
-        together = [decoded] if self.stage.batched else [[one] for one in decoded]
-        for part in together:
-            # Off the event loop: onnxruntime and numpy release the GIL, so fetching and sending
-            # go on (the previous part's outputs meanwhile). The gallery the match stage
-            # searches and enrolls into locks against its follower.
-            records = [record for _, record in part]
-            results = await asyncio.to_thread(self._run_isolated, records)
-            for (raw, record), result in zip(part, results, strict=True):
-                outcome = result.error or self._encode(result)
-                if isinstance(outcome, ProcessingError):
-                    failed += 1
-                    sent += await self._reject(raw, record, outcome)
-                    continue
-                for output, key, value in outcome:
-                    sent.append(await self.port.send(output, key, value))
+        records = [record for _, record in decoded]
+        # Off the event loop: onnxruntime and numpy release the GIL, so fetching and sending go
+        # on. The gallery the match stage searches and enrolls into locks against its follower.
+        results = await asyncio.to_thread(self._run_isolated, records)
+        for (raw, record), result in zip(decoded, results, strict=True):
+            outcome = result.error or self._encode(result)
+            if isinstance(outcome, ProcessingError):
+                failed += 1
+                sent += await self._reject(raw, record, outcome)
+                continue
+            for output, key, value in outcome:
+                sent.append(await self.port.send(output, key, value))
         await asyncio.gather(*sent)
         elapsed = time.perf_counter() - started
         self.monitor.record(self.stage.name, len(batch) - failed, failed, elapsed)

@@ -67,10 +67,6 @@ class Result:
 
 class Stage(Protocol[In]):
     name: str
-    # True: the records of a batch are computed together (match: one search for all of their
-    # faces). False: one at a time, each record's outputs sent as soon as it is done, so a
-    # batch of heavy images does not hold back the first one.
-    batched: bool
 
     def run(self, records: Sequence[In]) -> list[Result]: ...
 
@@ -150,7 +146,6 @@ class DetectStage:
     """Decodes, detects, applies the face-count and size rules, cuts samples and liveness input."""
 
     name = "detect"
-    batched = False
 
     def __init__(self, models: ModelSet, live: LiveSettings) -> None:
         self.models = models
@@ -208,7 +203,6 @@ class LivenessStage:
     """Runs the liveness models over every face of the batch in one call."""
 
     name = "liveness"
-    batched = False
 
     def __init__(self, models: ModelSet) -> None:
         self.models = models
@@ -259,7 +253,6 @@ class ExtractStage:
     """Extracts descriptors of the configured version for every face of the batch at once."""
 
     name = "extract"
-    batched = False
 
     def __init__(self, models: ModelSet, versions: Callable[[], list[int]]) -> None:
         self.models = models
@@ -332,7 +325,6 @@ class MatchStage:
     enrolls them; emits each final event."""
 
     name = "match"
-    batched = True
 
     def __init__(self, gallery: GalleryIndex, live: LiveSettings) -> None:
         self.gallery = gallery

@@ -65,7 +65,6 @@ class FakeStage:
     `error`."""
 
     name = "liveness"
-    batched = True  # a batch that breaks is re-run one by one
 
     def __init__(
         self,
@@ -349,23 +348,3 @@ def test_a_batch_cancelled_midway_holds_back_its_offsets() -> None:
 
     asyncio.run(stop_midway())
     assert all(e.message.acked for e in events)  # so take_events' ack commits nothing
-
-
-def test_a_stage_of_single_records_sends_each_ones_outputs_before_the_next_runs() -> None:
-    """A heavy image does not hold back the outputs of those before it in the batch."""
-    broker = Broker()
-
-    sent_before: list[int] = []
-
-    class OneByOne(FakeStage):
-        batched = False
-
-        def run(self, records: Sequence[Record]) -> list[Result]:
-            sent_before.append(len(broker.raw.get("detections", [])))
-            return super().run(records)
-
-    stage = OneByOne()
-    ids, values = zip(*(good() for _ in range(4)), strict=True)
-    run_values(broker, values, stage)
-    assert sent_before == [0, 1, 2, 3]
-    assert [v["context"]["event_id"] for _, v in broker.sink["detections"]] == list(ids)
