@@ -45,7 +45,7 @@ from tqdm import tqdm
 from schemas.records import Face
 from streams.control.launch import REPO, WORKER_READY, WorkerProcess, free_port, stack_env
 from streams.kafka import topics
-from streams.kafka.gallery import GalleryIndex, SearchRequest
+from streams.kafka.gallery import GalleryIndex, SearchRequest, release_freed_memory
 from streams.kafka.reader import partitions_of
 from streams.settings import Settings, state_dir
 
@@ -141,6 +141,7 @@ def build_gallery(vectors: Vectors) -> tuple[GalleryIndex, float]:
             gallery.apply_many(changes)
             took += time.perf_counter() - started
             progress.update(count)
+    release_freed_memory()  # as the follower does once loaded
     return gallery, took
 
 

@@ -9,7 +9,7 @@ import logging
 
 from schemas.records import Face, List
 from streams.kafka import topics
-from streams.kafka.gallery import GalleryIndex, face_vectors, list_owner
+from streams.kafka.gallery import GalleryIndex, face_vectors, list_owner, release_freed_memory
 from streams.kafka.reader import TopicReader, caught_up, keep_following
 from streams.settings import Settings
 
@@ -92,6 +92,7 @@ class Directory:
             while True:
                 # Checked before reading: empty topics are loaded at once, not after two waits.
                 if not self.ready.is_set() and await caught_up(faces, lists):
+                    await asyncio.to_thread(release_freed_memory)
                     log.info(
                         "directory loaded: %d faces, %d lists", len(self.faces), len(self.lists)
                     )

@@ -6,6 +6,7 @@ holds one descriptor version, so a match never compares descriptors of different
 
 from __future__ import annotations
 
+import ctypes
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,18 @@ from streams.models.modelset import DESCRIPTOR_BYTES
 
 Floats = npt.NDArray[np.float32]
 Vectors = dict[int, Floats]
+
+
+def release_freed_memory() -> None:
+    """Hands the C heap's freed pages back to the system (glibc's malloc_trim; elsewhere
+    nothing). Loading a gallery passes a topic's worth of decoded records and per-fetch arrays
+    through the allocator, which keeps their pages: measured at 1M faces, 1.69x the
+    descriptors' bytes in RSS before, 1.44x after. Called once a load is done."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 class InvalidRecord(ValueError):

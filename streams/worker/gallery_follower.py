@@ -8,7 +8,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from streams.kafka import topics
-from streams.kafka.gallery import GalleryIndex
+from streams.kafka.gallery import GalleryIndex, release_freed_memory
 from streams.kafka.reader import Message, TopicReader, caught_up, keep_following
 from streams.settings import Settings
 
@@ -48,6 +48,7 @@ class GalleryFollower:
                 if not self.loaded.is_set() and await caught_up(faces, lists):
                     if applying is not None:
                         await applying
+                    await loop.run_in_executor(self._thread, release_freed_memory)
                     log.info("gallery loaded: %d faces", len(self.gallery))
                     self.loaded.set()
                 face_records = await faces.read_raw(timeout=WAIT_S)
