@@ -108,6 +108,40 @@ def face_vectors(face: Face) -> Vectors:
     return {version: checked.matrices[version][row] for version, row in checked.rows[0].items()}
 
 
+@dataclass(frozen=True, slots=True)
+class FaceChanges:
+    """Changes to the gallery, in columns: face ids, and per change its account (None: a
+    tombstone), lists and user data; the descriptors checked together. Made from decoded
+    records (`of`); cheap to pickle, holding no record dicts, so that another process can
+    decode a fetch into it (streams.worker.gallery_follower)."""
+
+    face_ids: list[str]
+    accounts: list[str | None]
+    lists: list[tuple[str, ...]]
+    user_data: list[str | None]
+    checked: CheckedFaces
+
+    @classmethod
+    def of(cls, changes: Sequence[tuple[str, Face | None]]) -> FaceChanges:
+        names: dict[str, str] = {}  # one copy of each account and each list of lists
+        lists: dict[tuple[str, ...], tuple[str, ...]] = {}
+        accounts: list[str | None] = []
+        linked: list[tuple[str, ...]] = []
+        user_data: list[str | None] = []
+        for _, face in changes:
+            if face is None:
+                accounts.append(None)
+                linked.append(())
+                user_data.append(None)
+                continue
+            accounts.append(names.setdefault(face["account_id"], face["account_id"]))
+            face_lists = tuple(face["list_ids"])
+            linked.append(lists.setdefault(face_lists, face_lists))
+            user_data.append(face["user_data"])
+        checked = check_faces([face for _, face in changes])
+        return cls([face_id for face_id, _ in changes], accounts, linked, user_data, checked)
+
+
 def list_owner(record: List) -> str:
     if not record["account_id"]:
         raise InvalidRecord("the list has no account id")
@@ -182,48 +216,46 @@ class GalleryIndex:
     def apply_many(
         self, changes: Sequence[tuple[str, Face | None]]
     ) -> list[tuple[int, InvalidRecord]]:
-        """Upserts (Face records) and removals (None: tombstones) by face id, with the outcome
-        of applying them one by one in their order, as one change under the lock. Returns the
-        records refused (their index, why), each leaving its face as it was. A whole fetch
-        costs a few array operations per version and store, not a pass per face of each."""
-        checked = check_faces([face for _, face in changes])
-        last = {face_id: i for i, (face_id, _) in enumerate(changes) if i not in checked.refused}
+        """Upserts (Face records) and removals (None: tombstones) by face id: see
+        apply_changes."""
+        return self.apply_changes(FaceChanges.of(changes))
+
+    def apply_changes(self, changes: FaceChanges) -> list[tuple[int, InvalidRecord]]:
+        """The outcome of applying the changes one by one in their order, as one change under
+        the lock. Returns those refused (their index, why), each leaving its face as it was. A
+        whole fetch costs a few array operations per version and store, not a pass per face of
+        each."""
+        refused = changes.checked.refused
+        ids, accounts = changes.face_ids, changes.accounts
+        last = {face_id: i for i, face_id in enumerate(ids) if i not in refused}
         with self._lock.writing():
-            self.changes += len(changes) - len(checked.refused)
+            self.changes += len(ids) - len(refused)
             kept: list[int] = []  # the upserts, by index of their change...
             slots: list[int] = []  # ...their slots, -1 for a new face
             for face_id, i in last.items():
-                face = changes[i][1]
+                account = accounts[i]
                 slot = self._table.find(face_id)
-                if slot is not None and (
-                    face is None or self._table.groups[slot] != face["account_id"]
-                ):
+                if slot is not None and (account is None or self._table.groups[slot] != account):
                     self._remove(face_id, slot)
                     slot = None
-                if face is None:
+                if account is None:
                     continue
                 if slot is not None:
                     self._forget_versions(slot)
                 kept.append(i)
                 slots.append(-1 if slot is None else slot)
-            self._upsert(changes, checked, kept, np.array(slots, np.int64))
-        return sorted(checked.refused.items())
+            self._upsert(changes, kept, np.array(slots, np.int64))
+        return sorted(refused.items())
 
-    def _upsert(
-        self,
-        changes: Sequence[tuple[str, Face | None]],
-        checked: CheckedFaces,
-        kept: list[int],
-        slots: npt.NDArray[np.int64],
-    ) -> None:
-        faces = [cast(Face, changes[i][1]) for i in kept]
-        new = np.flatnonzero(slots < 0)
-        if len(new):
-            accounts = [faces[j]["account_id"] for j in new.tolist()]
-            slots[new] = self._table.add_many([changes[kept[j]][0] for j in new.tolist()], accounts)
+    def _upsert(self, changes: FaceChanges, kept: list[int], slots: npt.NDArray[np.int64]) -> None:
+        checked = changes.checked
+        new = np.flatnonzero(slots < 0).tolist()
+        if new:
+            accounts = [cast(str, changes.accounts[kept[j]]) for j in new]
+            slots[new] = self._table.add_many([changes.face_ids[kept[j]] for j in new], accounts)
             self._faces_of.update(accounts)
-        lists_of: dict[tuple[str, ...], frozenset[str]] = {}  # one set per distinct list of lists
-        lists = [lists_of.setdefault(tuple(f["list_ids"]), frozenset(f["list_ids"])) for f in faces]
+        sets: dict[tuple[str, ...], frozenset[str]] = {}  # one set per distinct list of lists
+        lists = [sets.setdefault(changes.lists[i], frozenset(changes.lists[i])) for i in kept]
         versions = [checked.rows[i] for i in kept]
         for version in set(self._stores) | set(checked.matrices):
             having = [j for j, rows in enumerate(versions) if version in rows]
@@ -241,11 +273,12 @@ class GalleryIndex:
                     checked.matrices[version][[versions[j][version] for j in having]],
                 )
         self._with_versions.update(frozenset(rows) for rows in versions)
-        for face_id, face in zip((changes[i][0] for i in kept), faces, strict=True):
-            if face["user_data"] is None:
+        for i in kept:
+            face_id, user_data = changes.face_ids[i], changes.user_data[i]
+            if user_data is None:
                 self._user_data.pop(face_id, None)
             else:
-                self._user_data[face_id] = face["user_data"]
+                self._user_data[face_id] = user_data
 
     def apply_list(self, list_id: str, record: List | None) -> None:
         """Who owns a list (None: deleted), so that no account enrolls into another's list."""

@@ -31,6 +31,29 @@ class UnusableRecord(ValueError):
     """A record that decodes to nothing a reader can use."""
 
 
+def decode_record(
+    spec: topics.TopicSpec[Any], key: bytes | None, value: bytes | None
+) -> tuple[str | None, Any]:
+    """A message's key and value as a reader uses them, or UnusableRecord / SchemaError. Plain
+    code: a follower may run it in a thread, or in another process, of its own."""
+    if key is None:
+        if spec.compacted:
+            raise UnusableRecord("no key, on a compacted topic")
+        text = None
+    else:
+        try:
+            text = key.decode()
+        except UnicodeDecodeError:
+            raise UnusableRecord(f"the key is not UTF-8: {key[:40]!r}") from None
+    if value is None:
+        # On a compacted topic a key names the thing and a null value deletes it; elsewhere a
+        # null value carries nothing.
+        if not spec.compacted:
+            raise UnusableRecord("a null value")
+        return text, None
+    return text, spec.decode(value)
+
+
 async def partitions_of(settings: Settings, name: str, wait_s: float = 10) -> list[TopicPartition]:
     """The topic's partitions; a topic created a moment ago may take a little while to show."""
     admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers(settings.kafka))
@@ -79,9 +102,6 @@ class TopicReader:
         self.settings = settings
         self.name = topics.topic_name(settings.kafka, spec)
         self.skipped = 0
-        # On a compacted topic a key names the thing and a null value deletes it; elsewhere a
-        # null value carries nothing.
-        self._compacted = spec.compacted
         self._spec = spec
         self._from_beginning = from_beginning
         self._end: dict[TopicPartition, int] = {}
@@ -163,20 +183,11 @@ class TopicReader:
         )
 
     def _decode(self, m: Message) -> tuple[str | None, Any]:
-        if m.key is None:
-            if self._compacted:
-                raise UnusableRecord("no key, on a compacted topic")
-            key = None
-        else:
-            try:
-                key = m.key.decode()
-            except UnicodeDecodeError:
-                raise UnusableRecord(f"the key is not UTF-8: {m.key[:40]!r}") from None
-        if m.value is None:
-            if not self._compacted:
-                raise UnusableRecord("a null value")
-            return key, None
-        return key, self._spec.decode(m.value)
+        return decode_record(self._spec, m.key, m.value)
+
+    async def backlog(self) -> int:
+        """How many of the records that were in the topic at the start are still to be read."""
+        return sum([end - await self._consumer.position(tp) for tp, end in self._end.items()])
 
     async def caught_up(self) -> bool:
         """True once everything that was in the topic at the start has been read (handed out by

@@ -8,17 +8,17 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
-from schemas.records import Face
 from streams.kafka import topics
-from streams.kafka.gallery import GalleryIndex, InvalidRecord
+from streams.kafka.gallery import FaceChanges, GalleryIndex, InvalidRecord
 from streams.kafka.reader import Message, TopicReader
 from streams.settings import Settings
+from streams.worker import gallery_follower
 from streams.worker.gallery_follower import GalleryFollower
 from tests.unit.test_followers import BAD_DESCRIPTORS, A, encoded, face, message, the_list
 
@@ -55,13 +55,11 @@ class SlowGallery(GalleryIndex):
         self.apply_s = apply_s
         self.applied: list[str] = []
 
-    def apply_many(
-        self, changes: Sequence[tuple[str, Face | None]]
-    ) -> list[tuple[int, InvalidRecord]]:
+    def apply_changes(self, changes: FaceChanges) -> list[tuple[int, InvalidRecord]]:
         time.sleep(self.apply_s)
-        refused = super().apply_many(changes)
+        refused = super().apply_changes(changes)
         skipped = {i for i, _ in refused}
-        self.applied += [face_id for i, (face_id, _) in enumerate(changes) if i not in skipped]
+        self.applied += [f for i, f in enumerate(changes.face_ids) if i not in skipped]
         return refused
 
 
@@ -92,9 +90,20 @@ async def loaded(follower: GalleryFollower) -> asyncio.Task[None]:
     return task
 
 
+@pytest.mark.parametrize("decoded_by", ["the gallery's thread", "a process pool"])
 async def test_it_applies_off_the_loop_in_order_and_is_loaded_once_all_is_applied(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    decoded_by: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    pools: list[ProcessPoolExecutor] = []
+
+    class Pool(ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(gallery_follower, "ProcessPoolExecutor", Pool)
+    if decoded_by == "a process pool":  # as a load of many faces is
+        monkeypatch.setattr(gallery_follower, "DECODERS_FROM", 1)
     fed(
         monkeypatch,
         faces=[
@@ -132,6 +141,7 @@ async def test_it_applies_off_the_loop_in_order_and_is_loaded_once_all_is_applie
     assert (gallery.list_owner("l1"), gallery.list_owner("l2")) == (A, None)
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("gallery loaded: 1 faces") == 1
+    assert len(pools) == (decoded_by == "a process pool")
     assert sum(m.startswith("skipped a record of") for m in messages) == 3
     # Two fetches applied in 0.3 s each ran meanwhile; on the loop each would stall it so long.
     assert len(ticks) > 30
