@@ -120,6 +120,7 @@ def main() -> None:
                 rates[name].append(asyncio.run(bare_producer(make, settings, data, args.seconds)))
     finally:
         api.stop()
+        asyncio.run(topics.delete_deployment_topics(settings.kafka))  # every round's images
     api_rate, bare_rate, same_rate = (statistics.median(rates[k]) for k in ("api", "bare", "same"))
     print(
         json.dumps(

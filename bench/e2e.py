@@ -32,7 +32,7 @@ from streams.client.folders import IMAGE_EXTENSIONS, read_folder
 from streams.control.launch import REPO, WorkerProcess, stack_env
 from streams.kafka.gallery import GalleryIndex, SearchRequest
 from streams.kafka.images import ImageProducer
-from streams.kafka.topics import ensure_topics
+from streams.kafka.topics import delete_deployment_topics, ensure_topics
 from streams.models.modelset import ModelSet
 from streams.settings import Settings
 from streams.worker.stages import select_faces
@@ -237,6 +237,8 @@ def main() -> None:
         )
     finally:
         worker.stop()
+        asyncio.run(delete_deployment_topics(settings.kafka))
+        client.execute(f"DROP DATABASE IF EXISTS {settings.storage.database}")
     bare_ms = 1000 / bare_rate
     print(
         json.dumps(

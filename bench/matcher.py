@@ -38,7 +38,6 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from tqdm import tqdm
 
@@ -414,19 +413,6 @@ def worker_ready(count: int, run: str) -> float:
         worker.stop()
 
 
-async def delete_topics(settings: Settings) -> None:
-    """Every topic of the run's prefix: the pipeline's and Faust's own."""
-    prefix = settings.kafka.topic_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers(settings.kafka))
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith((f"{prefix}.", f"{prefix}-"))]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
-
-
 def cold_start(count: int, rng: np.random.Generator) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     os.environ.update(
@@ -448,7 +434,7 @@ def cold_start(count: int, rng: np.random.Generator) -> dict[str, Any]:
         log("cold start: the worker")
         ready_s = worker_ready(count, run)
     finally:
-        asyncio.run(delete_topics(settings))
+        asyncio.run(topics.delete_deployment_topics(settings.kafka))
         shutil.rmtree(state_dir() / "faust" / settings.kafka.topic_prefix, ignore_errors=True)
     load_s = ready_s - empty_s  # noisy: only a large topic makes it meaningful
     return {

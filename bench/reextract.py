@@ -135,13 +135,16 @@ def main() -> None:
     bare(models, args.version, samples[:BATCH], args.lanes)  # warm up
     bare_worker_session(models, args.version, samples[:BATCH])
     task_rates, startups, steady_rates, bare_rates, worker_rates = [], [], [], [], []
-    for _ in range(args.rounds):
-        whole, startup, steady = task(settings, models, args.version, args.lanes)
-        task_rates.append(whole)
-        startups.append(startup)
-        steady_rates.append(steady)
-        bare_rates.append(bare(models, args.version, samples, args.lanes))
-        worker_rates.append(bare_worker_session(models, args.version, samples))
+    try:
+        for _ in range(args.rounds):
+            whole, startup, steady = task(settings, models, args.version, args.lanes)
+            task_rates.append(whole)
+            startups.append(startup)
+            steady_rates.append(steady)
+            bare_rates.append(bare(models, args.version, samples, args.lanes))
+            worker_rates.append(bare_worker_session(models, args.version, samples))
+    finally:
+        asyncio.run(topics.delete_deployment_topics(settings.kafka))
     task_rate, bare_rate = statistics.median(task_rates), statistics.median(bare_rates)
     steady, worker_rate = statistics.median(steady_rates), statistics.median(worker_rates)
     print(

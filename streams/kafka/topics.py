@@ -136,6 +136,21 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
         await admin.close()
 
 
+async def delete_deployment_topics(settings: KafkaSettings) -> list[str]:
+    """Deletes every topic of the prefix, the pipeline's and Faust's own (`<prefix>-...`): a
+    deployment, a test run or a benchmark taken down. Returns those deleted."""
+    prefix = settings.topic_prefix
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith((f"{prefix}.", f"{prefix}-"))]
+        if mine:
+            await admin.delete_topics(mine)
+        return mine
+    finally:
+        await admin.close()
+
+
 async def _wait_for_leaders(
     admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30
 ) -> None:

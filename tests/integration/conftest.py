@@ -1,11 +1,14 @@
 """The real servers (started by infra/stack.sh) and one real worker process for the session.
 
 Each session uses its own topic prefix, ClickHouse database and InfluxDB database, so runs
-never see each other's data.
+never see each other's data; they are dropped when the session ends, with those of the tests'
+own deployments (a developer's broker otherwise piles up thousands of partitions, and its every
+start recovers them all).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -23,6 +26,7 @@ import pytest
 from sinks.clickhouse import DriverClient
 from streams.control import launch
 from streams.control.launch import REPO, ApiProcess, CommandProcess, WorkerProcess, free_port
+from streams.kafka import topics
 from streams.settings import Settings
 from tests.integration.servers import PrivateServer
 
@@ -30,8 +34,35 @@ ADMIN_TOKEN = "integration-admin-token"  # the API processes' api.admin_token
 Process = TypeVar("Process", bound=CommandProcess)
 
 
+MADE: list[Settings] = []  # the settings of every run of the session: what to drop at its end
+
+
+def made(env: dict[str, str]) -> Settings:
+    """The settings of a run with its own topic prefix and database, dropped after the session."""
+    with mock.patch.dict(os.environ, env):
+        settings = Settings()
+    MADE.append(settings)
+    return settings
+
+
+def drop_made() -> None:
+    """Deletes every run's topics and ClickHouse database. Best effort: what is left costs disk,
+    never a test."""
+    for settings in MADE:
+        try:
+            asyncio.run(topics.delete_deployment_topics(settings.kafka))
+            assert settings.storage.clickhouse_url
+            client = DriverClient(settings.storage.clickhouse_url)
+            try:
+                client.execute(f"DROP DATABASE IF EXISTS {settings.storage.database}")
+            finally:
+                client.close()
+        except Exception as error:
+            print(f"could not drop run {settings.kafka.topic_prefix}: {error!r}", file=sys.stderr)
+
+
 @pytest.fixture(scope="session")
-def stack_env(models_dir: Path) -> dict[str, str]:
+def stack_env(models_dir: Path) -> Iterator[dict[str, str]]:
     run = uuid.uuid4().hex[:8]
     env = launch.stack_env(start=True)
     env |= {
@@ -47,7 +78,11 @@ def stack_env(models_dir: Path) -> dict[str, str]:
         "FACESTREAM_API__ADMIN_TOKEN": ADMIN_TOKEN,
     }
     influx_query(env, f"CREATE DATABASE it{run}", database=None)
-    return env
+    made(env)
+    yield env
+    drop_made()
+    with contextlib.suppress(OSError):
+        influx_query(env, f"DROP DATABASE it{run}", database=None)
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +148,7 @@ class Deployment:
             "FACESTREAM_STORAGE__DATABASE": f"cfg{run}",
             "FACESTREAM_WORKER__WEB_PORT": str(free_port()),
         }
-        with mock.patch.dict(os.environ, self.env):
-            self.settings = Settings()
+        self.settings = made(self.env)
         self.folder = folder
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
@@ -25,6 +24,7 @@ from streams.kafka import topics
 from streams.kafka.images import ENVELOPE_BYTES
 from streams.kafka.reader import TopicReader
 from streams.settings import Settings
+from tests.integration.conftest import made
 from tests.integration.streaming import Message, produce
 from tests.integration.test_pipeline import people, send_and_collect
 from tests.unit.test_stage_faults import detections
@@ -49,8 +49,7 @@ class Private:
             "FACESTREAM_WORKER__WEB_PORT": str(free_port()),
             SLOT_ENV: "0",
         }
-        with mock.patch.dict(os.environ, self.env):
-            self.settings = Settings()
+        self.settings = made(self.env)
         self.folder = folder
         self.starts = 0
         self.worker = self.start()
