@@ -82,7 +82,9 @@ class GalleryFollower:
             TopicReader(self.settings, topics.LISTS, from_beginning=True) as lists,
         ):
             decoders: Executor | None = None
-            if not self.loaded.is_set() and await faces.backlog() >= DECODERS_FROM:
+            backlog = 0 if self.loaded.is_set() else await faces.backlog()
+            if backlog >= DECODERS_FROM:
+                log.info("loading %d faces, decoded by %d processes", backlog, DECODERS)
                 context = multiprocessing.get_context("spawn")  # never a fork of this process
                 decoders = ProcessPoolExecutor(DECODERS, mp_context=context)
             try:
