@@ -54,6 +54,20 @@ def decode_record(
     return text, spec.decode(value)
 
 
+def decode_records(
+    spec: topics.TopicSpec[Any], raw: Sequence[tuple[bytes | None, bytes | None]]
+) -> tuple[list[tuple[int, str | None, Any]], dict[int, str]]:
+    """Of (key, value) messages: (index, key, value) of each that decodes, in order, and why
+    each other one does not, by index."""
+    decoded, skipped = [], {}
+    for i, (key, value) in enumerate(raw):
+        try:
+            decoded.append((i, *decode_record(spec, key, value)))
+        except (UnusableRecord, schemas.SchemaError) as error:
+            skipped[i] = str(error)
+    return decoded, skipped
+
+
 async def partitions_of(settings: Settings, name: str, wait_s: float = 10) -> list[TopicPartition]:
     """The topic's partitions; a topic created a moment ago may take a little while to show."""
     admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers(settings.kafka))
@@ -152,13 +166,10 @@ class TopicReader:
     def decode(self, records: Sequence[Message]) -> list[Decoded]:
         """The records that decode, in their order; the others skipped. Plain code, no awaits:
         a follower may run it (and apply_decoded) in a thread of its own, off the event loop."""
-        decoded = []
-        for m in records:
-            try:
-                decoded.append((m, *self._decode(m)))
-            except (UnusableRecord, schemas.SchemaError) as error:
-                self.skip(m, str(error))
-        return decoded
+        decoded, skipped = decode_records(self._spec, [(m.key, m.value) for m in records])
+        for i, reason in skipped.items():
+            self.skip(records[i], reason)
+        return [(records[i], key, value) for i, key, value in decoded]
 
     def apply_decoded(self, decoded: Sequence[Decoded], apply: Apply) -> None:
         """Applies each (key, value, offset) in order; a record that `apply` refuses (raises on)
@@ -181,9 +192,6 @@ class TopicReader:
             reason,
             exc_info=exc_info,
         )
-
-    def _decode(self, m: Message) -> tuple[str | None, Any]:
-        return decode_record(self._spec, m.key, m.value)
 
     async def backlog(self) -> int:
         """How many of the records that were in the topic at the start are still to be read."""

@@ -10,16 +10,13 @@ import os
 from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-import schemas
-from schemas.records import Face
 from streams.kafka import topics
 from streams.kafka.gallery import FaceChanges, GalleryIndex, release_freed_memory
 from streams.kafka.reader import (
     Message,
     TopicReader,
-    UnusableRecord,
     caught_up,
-    decode_record,
+    decode_records,
     keep_following,
 )
 from streams.settings import Settings
@@ -41,18 +38,9 @@ class DecodedFetch:
     change, and why the other messages were skipped."""
 
     def __init__(self, raw: Raw) -> None:
-        changes: list[tuple[str, Face | None]] = []
-        self.positions: list[int] = []
-        self.skipped: dict[int, str] = {}
-        for i, (key, value) in enumerate(raw):
-            try:
-                face_id, face = decode_record(topics.FACES, key, value)
-            except (UnusableRecord, schemas.SchemaError) as error:
-                self.skipped[i] = str(error)
-                continue
-            changes.append((face_id or "", face))
-            self.positions.append(i)
-        self.changes = FaceChanges.of(changes)
+        decoded, self.skipped = decode_records(topics.FACES, raw)
+        self.positions = [i for i, _, _ in decoded]
+        self.changes = FaceChanges.of([(face_id or "", face) for _, face_id, face in decoded])
 
 
 class GalleryFollower:
