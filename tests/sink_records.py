@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.records import Descriptors, Enrollment
+from schemas.records import Descriptors, Enrollment, FaceGeometry
 
 
 def descriptor(seed: int) -> bytes:
@@ -38,15 +38,7 @@ def event(account: str, *, faces: int = 1, event_id: str | None = None) -> dict[
         "descriptor_version": 1,
         "faces": [
             {
-                "geometry": {
-                    "index": i,
-                    "x": 1.0,
-                    "y": 2.0,
-                    "width": 50.0,
-                    "height": 60.0,
-                    "score": 0.9,
-                    "landmarks": [0.0] * 10,
-                },
+                "geometry": geometry(i, landmark=0.0),
                 "sample_id": str(uuid.uuid4()),
                 "liveness": {"probability": 0.9, "quality": 0.8},
                 "descriptor": descriptor(i),
@@ -55,6 +47,19 @@ def event(account: str, *, faces: int = 1, event_id: str | None = None) -> dict[
             }
             for i in range(faces)
         ],
+    }
+
+
+def geometry(index: int, landmark: float) -> FaceGeometry:
+    """A face's box, the same in every record; its ten landmark coordinates all `landmark`."""
+    return {
+        "index": index,
+        "x": 1.0,
+        "y": 2.0,
+        "width": 50.0,
+        "height": 60.0,
+        "score": 0.9,
+        "landmarks": [landmark] * 10,
     }
 
 
@@ -92,15 +97,7 @@ def descriptors(
         "descriptor_version": 1,
         "faces": [
             {
-                "geometry": {
-                    "index": i,
-                    "x": 1.0,
-                    "y": 2.0,
-                    "width": 50.0,
-                    "height": 60.0,
-                    "score": 0.9,
-                    "landmarks": [1.0] * 10,
-                },
+                "geometry": geometry(i, landmark=1.0),
                 "sample_id": str(uuid.uuid4()),
                 "liveness": {"probability": 0.9, "quality": 0.9},
                 "descriptor": vector.astype("<f4").tobytes(),
