@@ -113,7 +113,11 @@ async def test_it_applies_off_the_loop_in_order_and_is_loaded_once_all_is_applie
                 face_message(2, "f2"),
                 message(3, b"f3", b"\x00garbage"),  # does not decode
             ],
-            [face_message(4, "f1", lists=("l2",)), message(5, b"f2", None)],  # f2 deleted
+            [
+                face_message(4, "f1", lists=("l2",)),
+                message(5, b"f2", None),  # f2 deleted
+                message(6, b"\xfff4", encoded("Face", face("f4"))),  # a key that is not UTF-8
+            ],
         ],
         lists=[
             message(0, b"l1", encoded("List", the_list("l1", A))),
@@ -142,7 +146,8 @@ async def test_it_applies_off_the_loop_in_order_and_is_loaded_once_all_is_applie
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("gallery loaded: 1 faces") == 1
     assert len(pools) == (decoded_by == "a process pool")
-    assert sum(m.startswith("skipped a record of") for m in messages) == 3
+    assert sum(m.startswith("skipped a record of") for m in messages) == 4
+    assert any("the key is not UTF-8" in m for m in messages)
     # Two fetches applied in 0.3 s each ran meanwhile; on the loop each would stall it so long.
     assert len(ticks) > 30
     assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.1
