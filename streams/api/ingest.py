@@ -22,8 +22,9 @@ NO_QUERY = ImagesQuery()
 async def send_image(request: Request) -> Response:
     """The body is the image itself (`image/*` or `application/octet-stream`) or a
     `multipart/form-data` form with the file in the field `image`. Answers 202 with the event id;
-    with `wait=1` waits for the finished event (up to `timeout` seconds) and answers 200 with it,
-    or 504 `pipeline_timeout` when the pipeline is slower."""
+    with `wait=1` waits for the finished event (up to `timeout` seconds) and answers 200 with it
+    once it is stored, so every route can read it at once, or 504 `pipeline_timeout` when the
+    pipeline is slower."""
     services: Services = request.app.state.services
     settings = services.settings
     account = account_id(request)
@@ -51,10 +52,15 @@ async def send_image(request: Request) -> Response:
         try:
             event = await asyncio.wait_for(finished, timeout)
         except TimeoutError:
+            stage = (
+                "finished but not yet stored"
+                if event_id in services.waiter.finished
+                else "accepted but not finished"
+            )
             raise ApiError(
                 504,
                 "pipeline_timeout",
-                f"event {event_id} was accepted but not finished within {timeout:g} s; "
+                f"event {event_id} was {stage} within {timeout:g} s; "
                 f"read it later with GET /v1/events/{event_id}",
             ) from None
     finally:

@@ -1,6 +1,6 @@
 """What the API's handlers share: settings, models, the Kafka producer (the process's only one:
 images, faces, lists and re-extraction results all go through it), the directory of faces and
-lists, the events being waited for, and ClickHouse."""
+lists, the events being waited for (streams.api.waiter), and ClickHouse."""
 
 from __future__ import annotations
 
@@ -18,45 +18,16 @@ from schemas import records
 from sinks.clickhouse import connect
 from sinks.types import ClickHouseClient, Params
 from streams.api.errors import ApiError
+from streams.api.waiter import EventWaiter
 from streams.control.process import follower
 from streams.kafka import topics
 from streams.kafka.directory import Directory
 from streams.kafka.images import ImageProducer, image_producer
-from streams.kafka.reader import TopicReader, keep_following
 from streams.models.modelset import ModelSet
 from streams.settings import LiveSettings, Settings
 
 Record = dict[str, Any]
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EventWaiter:
-    """Futures for the events that requests wait for, completed from the events topic."""
-
-    pending: dict[str, asyncio.Future[Record]] = field(default_factory=dict)
-
-    def expect(self, event_id: str) -> asyncio.Future[Record]:
-        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
-        self.pending[event_id] = future
-        return future
-
-    def forget(self, event_id: str) -> None:
-        """No longer waited for (answered, timed out, or never sent); unknown ids are fine."""
-        self.pending.pop(event_id, None)
-
-    async def follow(self, settings: Settings) -> None:
-        """Started again after a failure (a broker outage), never left dead: requests that wait
-        would all time out."""
-        await keep_following("events", lambda: self._follow(settings))
-
-    async def _follow(self, settings: Settings) -> None:
-        async with TopicReader(settings, topics.EVENTS) as events:  # it skips garbage
-            while True:
-                for _, event in await events.read(timeout=0.2):
-                    future = self.pending.pop(event["context"]["event_id"], None)
-                    if future is not None and not future.done():
-                        future.set_result(event)
 
 
 @dataclass
@@ -85,12 +56,15 @@ class Services:
             lambda old, new: models.set_detection_threshold(new.detection.score_threshold)
         )
         producer = image_producer(settings.kafka)  # images are most of what it sends
-        return cls(
+        services = cls(
             live=live,
             models=models,
             images=ImageProducer(settings, producer),
             producer=producer,
         )
+        if settings.storage.clickhouse_url:  # else nothing here reads events back
+            services.waiter.stored_ids = services.stored_events
+        return services
 
     async def start(self) -> None:
         await topics.ensure_topics(self.settings.kafka)
@@ -131,6 +105,23 @@ class Services:
         self.directory.apply_list(
             list_id, record, await self.publish(topics.LISTS, list_id, record)
         )
+
+    async def stored_events(self, accounts: Mapping[str, str]) -> set[str]:
+        """Of some events (event id -> account id), those stored where the routes read them.
+        The events table is ordered by account and event id: one lookup per account."""
+        by_account: dict[str, list[str]] = {}
+        for event_id, account in accounts.items():
+            by_account.setdefault(account, []).append(event_id)
+        table = f"{self.settings.storage.database}.events"
+        stored: set[str] = set()
+        for account, event_ids in by_account.items():
+            rows = await self.query(
+                f"SELECT event_id FROM {table} WHERE account_id = %(account)s "
+                "AND has(splitByChar(',', %(ids)s), event_id)",
+                {"account": account, "ids": ",".join(event_ids)},  # ids this API made: uuids
+            )
+            stored.update(row["event_id"] for row in rows)
+        return stored
 
     async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
         """`sql` with `params` bound to its `%(name)s` placeholders by the client."""

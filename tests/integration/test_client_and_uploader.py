@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,3 +124,47 @@ def test_upload_a_mixed_folder(api: ApiProcess, testdata_dir: Path, tmp_path: Pa
     second = upload()  # the enrolled ones are skipped; only the failures are tried again
     assert len((source / "_success_log.txt").read_text().splitlines()) == len(people)
     assert f"done 0, skipped {len(people)}, failed 3" in second.stdout
+
+
+def docstring_example(module_doc: str) -> str:
+    """The code block of a module docstring (after its `::`), dedented."""
+    block = module_doc.split("::\n", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines)
+
+
+def test_the_client_docstring_example_runs(
+    api: ApiProcess, testdata_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As written, right after `send_image(wait=True)` the event is a matcher reference."""
+    import streams.client.http as http
+
+    people = johns(testdata_dir)
+    shutil.copy(people["John_Salley"][0], tmp_path / "alice.jpg")
+    shutil.copy(people["John_Salley"][5], tmp_path / "door.jpg")
+    code = docstring_example(http.__doc__ or "")
+    assert "api.match([Reference.event(event.event_id)]" in code
+    code = code.replace('"http://127.0.0.1:5000"', repr(api.origin)).replace(
+        "6d071cca-fda5-4a03-84d5-5bea65904480", str(uuid.uuid4())
+    )
+    monkeypatch.chdir(tmp_path)
+    printed: list[tuple[Any, ...]] = []
+    exec(  # its print()s are what the test reads
+        compile(code, "streams/client/http.py docstring", "exec"),
+        {"print": lambda *args: printed.append(args)},
+    )
+    (best, similarity), (matches,) = printed
+    assert best == "alice" and similarity > 0.5
+    assert matches[0][0] == "alice"
+
+
+def test_a_waited_event_is_readable_at_once(api: ApiProcess, testdata_dir: Path) -> None:
+    people = johns(testdata_dir)
+    with Client(api.origin, account_id=str(uuid.uuid4())) as client:
+        for photo in people["John_Schneider"][:3]:
+            event = client.send_image(photo.read_bytes(), wait=True)
+            assert client.get_event(event.event_id).event_id == event.event_id

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 import schemas
 from streams.api.app import ROUTES
 from streams.api.errors import HANDLERS
-from streams.api.services import EventWaiter
+from streams.api.waiter import EventWaiter
 from streams.kafka.directory import Directory
 from streams.kafka.images import ImageProducer
 from streams.settings import Settings
