@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import onnxruntime as ort
+try:
+    import onnxruntime as ort
+except ImportError as missing:  # the runtime is an extra, so that only one of the two is there
+    raise ImportError(
+        "facestream needs a model runtime: install facestream[cpu], or facestream[gpu] "
+        "(onnxruntime-gpu, alone) on a machine with CUDA"
+    ) from missing
 
 
 def providers() -> list[str]:
