@@ -65,8 +65,12 @@ class DlibResNetExtractor:
         """L2-normalised float32 descriptors, one row per sample (see processors.align.warp)."""
         if not samples:
             return np.empty((0, self.dimension), np.float32)
+        return self.describe_chips([self.chip(s) for s in samples])
+
+    def describe_chips(self, chips: list[ImageBGR]) -> Descriptors:
+        """L2-normalised descriptors of 150x150 BGR dlib face chips, however they were cut."""
         # [N, 150, 150, 3] RGB 0-255: the graph subtracts dlib's mean colour and scales itself.
-        chips = np.stack([self.chip(s) for s in samples])[..., ::-1].astype(np.float32)
-        features = np.asarray(self.session.run(None, {self.input_name: chips})[0], np.float32)
+        rgb = np.stack(chips)[..., ::-1].astype(np.float32)
+        features = np.asarray(self.session.run(None, {self.input_name: rgb})[0], np.float32)
         descriptors: Descriptors = features / np.linalg.norm(features, axis=1, keepdims=True)
         return descriptors

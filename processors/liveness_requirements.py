@@ -14,26 +14,25 @@ Interpretations of the reference:
 - V2 "face detection size": the box's smaller side (YuNet boxes are taller than wide).
 - V1 recommends a single face; a second face in a liveness image is what a held-up photo looks
   like, so V1 refuses several faces as V2 does, with the same code.
-- Angles come from processors.align.head_pose, which reads about +9 degrees pitch on frontal
-  faces: the pitch is corrected by PITCH_BIAS before the comparison, so a frontal face sits in
-  the middle of the allowed range instead of 9 degrees from its edge.
+- Angles come from the caller's pose function: processors.pose.PoseEstimator (68 points and a
+  3D head fit, within a degree or two of the truth on faces tilted up to 45 degrees) where the
+  caller has the image, else processors.pose.five_point, YuNet's five points alone, which read a
+  face tilted 40 degrees as 24. Both are corrected for their pitch on frontal faces.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from processors import align
+from processors import align, pose
 from processors.errors import ProcessingError
 from processors.types import Detection
 
 Version = Literal["v1", "v2"]
-
-# What head_pose reads on near-frontal faces (see its docstring: +9 +- 3 degrees).
-PITCH_BIAS = 9.0
+PoseOf = Callable[[Detection], pose.HeadPose]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,18 @@ def check_image(version: Version, width: int, height: int) -> None:
         )
 
 
-def check_faces(version: Version, width: int, height: int, detections: Sequence[Detection]) -> None:
-    """The face requirements, on every face the detector found in a width x height image."""
+def check_faces(
+    version: Version,
+    width: int,
+    height: int,
+    detections: Sequence[Detection],
+    pose_of: PoseOf = pose.five_point,
+) -> None:
+    """The face requirements, on every face the detector found in a width x height image.
+
+    `pose_of` measures the face's head pose: pass `lambda d: estimator.estimate(image, d)` (a
+    processors.pose.PoseEstimator); the five-point default misreads tilted faces.
+    """
     rules = REQUIREMENTS[version]
     if not detections:
         raise ProcessingError("no face found in the image", code="no_face")
@@ -116,16 +125,10 @@ def check_faces(version: Version, width: int, height: int, detections: Sequence[
             f"{rules.min_eye_distance} px",
             code="liveness_eye_distance_too_small",
         )
-    yaw, pitch, roll = align.head_pose(face.landmarks)
-    _check_angle(rules.name, "yaw", yaw, rules.max_yaw, "")
-    _check_angle(
-        rules.name,
-        "pitch",
-        pitch - PITCH_BIAS,
-        rules.max_pitch,
-        f" (read {pitch:.1f}, less the estimate's {PITCH_BIAS:.0f} degree frontal bias)",
-    )
-    _check_angle(rules.name, "roll", roll, rules.max_roll, "")
+    angles = pose_of(face)
+    _check_angle(rules.name, "yaw", angles.yaw, rules.max_yaw)
+    _check_angle(rules.name, "pitch", angles.pitch, rules.max_pitch)
+    _check_angle(rules.name, "roll", angles.roll, rules.max_roll)
 
 
 def _check_padding(rules: Requirements, width: int, height: int, face: Detection) -> None:
@@ -144,10 +147,9 @@ def _check_padding(rules: Requirements, width: int, height: int, face: Detection
         )
 
 
-def _check_angle(name: str, angle: str, value: float, limit: float, note: str) -> None:
+def _check_angle(name: str, angle: str, value: float, limit: float) -> None:
     if abs(value) > limit:
         raise ProcessingError(
-            f"head {angle} is {value:.1f} degrees{note}, {name} allows at most {limit:.0f} "
-            "either way",
+            f"head {angle} is {value:.1f} degrees, {name} allows at most {limit:.0f} either way",
             code=f"liveness_{angle}_too_large",
         )

@@ -23,16 +23,22 @@ _PULL_HINT = "run `facestream models pull`"
 class Model:
     name: str
     filename: str  # in the models folder
+    # Bumped when the conversion changes what the code expects of the file; the manifest records
+    # the revision pulled, so an older file is rebuilt by a pull and refused by model_path.
+    revision: int = 1
 
 
-YUNET = Model("yunet", "yunet_2023mar.onnx")
+# Revision 2: input height and width free (processors.convert.yunet).
+YUNET = Model("yunet", "yunet_2023mar.onnx", revision=2)
 SFACE = Model("sface", "sface_2021dec.onnx")
 DLIB_RESNET = Model("dlib_resnet", "dlib_resnet_v1.onnx")
+# face-api's FaceLandmark68Net (processors.convert.faceapi_landmarks68), for head pose.
+LANDMARKS68 = Model("landmarks68", "faceapi_landmark68.onnx")
 MINIFASNET_V2 = Model("minifasnet_v2", "minifasnet_v2_2.7_80x80.onnx")
 MINIFASNET_V1SE = Model("minifasnet_v1se", "minifasnet_v1se_4.0_80x80.onnx")
 
 MODELS: dict[str, Model] = {
-    m.name: m for m in (YUNET, SFACE, DLIB_RESNET, MINIFASNET_V2, MINIFASNET_V1SE)
+    m.name: m for m in (YUNET, SFACE, DLIB_RESNET, LANDMARKS68, MINIFASNET_V2, MINIFASNET_V1SE)
 }
 
 # A stored descriptor keeps its version forever: descriptors of different versions never compare.
@@ -85,5 +91,10 @@ def model_path(name: str, models_dir: Path | None = None) -> Path:
         raise ValueError(
             f"model {name} at {path} does not match {folder / MANIFEST_NAME} "
             f"(changed or corrupt): {_PULL_HINT} --force"
+        )
+    if entry.get("revision", 1) != model.revision:
+        raise ValueError(
+            f"model {name} at {path} is conversion revision {entry.get('revision', 1)}, "
+            f"this code needs {model.revision}: {_PULL_HINT}"
         )
     return path

