@@ -42,6 +42,10 @@ REFINE_MIN_SIDE = 640
 # keeps it if its native-scale score passes the threshold, as the full-size run would.
 REFINE_THRESHOLD = 0.5
 REFINE_MIN_IOU = 0.3  # the fine detection must be the coarse one
+# At its native scale YuNet loses faces much wider than this (Tom_Cruise_avp_2014_4.jpg, face
+# 414 px wide, scaled 1/1.2/1.5/2x: scores 0.90/0.85/missed/missed, cv2.FaceDetectorYN alike),
+# while the shrunk coarse pass finds them at 0.93: wider faces keep their coarse detection.
+REFINE_MAX_FACE = 448
 # Crops covering this much of the image cost about one full-size run: run that instead.
 FULL_RUN_COVER = 0.75
 
@@ -113,8 +117,11 @@ class YuNetDetector:
 
     def refine(self, image: ImageBGR, faces: list[Detection]) -> list[Detection]:
         """`faces` (found on a shrunk copy) with box, points and score of a native-scale run;
-        those it scores below the threshold dropped (a dog in dogs.jpg: 0.86 shrunk, 0.78)."""
-        regions = refine_regions(image.shape[1], image.shape[0], faces)
+        those it scores below the threshold dropped (a dog in dogs.jpg: 0.86 shrunk, 0.78).
+        Faces wider than REFINE_MAX_FACE px stay as found."""
+        large = [face for face in faces if face.width > REFINE_MAX_FACE]
+        faces = [face for face in faces if face.width <= REFINE_MAX_FACE]
+        regions = refine_regions(image.shape[1], image.shape[0], faces) if faces else []
         crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in regions]
         fine = [
             _shifted(face, x0, y0)
@@ -129,7 +136,7 @@ class YuNetDetector:
             best = int(np.argmax(overlaps)) if overlaps else -1
             refined.append(fine[best] if best >= 0 and overlaps[best] >= REFINE_MIN_IOU else face)
         kept = [face for face in refined if face.score >= self.score_threshold]
-        return sorted(kept, key=lambda f: -f.score)
+        return sorted(kept + large, key=lambda f: -f.score)
 
     def _detect_frames(self, frames: Sequence[ImageBGR], threshold: float) -> list[list[Detection]]:
         """Each frame at its own size padded bottom/right to the grid, as FaceDetectorYN runs it."""

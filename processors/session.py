@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,6 +13,11 @@ except ImportError as missing:  # the runtime is an extra, so that only one of t
         "facestream needs a model runtime: install facestream[cpu], or facestream[gpu] "
         "(onnxruntime-gpu, alone) on a machine with CUDA"
     ) from missing
+
+log = logging.getLogger(__name__)
+
+# The provider each model opened in this process runs on (file name -> provider), for health.
+_OPENED: dict[str, str] = {}
 
 
 def providers() -> list[str]:
@@ -31,4 +37,16 @@ def create_session(model_path: Path | str, *, threads: int | None = None) -> ort
     # (measured: 2x slower on 2 cores with spinning on).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about unused initializers are noise here
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers())
+    session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers())
+    # A provider that fails to start (no CUDA driver) falls back: say where the model really runs.
+    provider = session.get_providers()[0]
+    name = Path(model_path).name
+    if _OPENED.get(name) != provider:
+        log.info("model %s runs on %s", name, provider)
+    _OPENED[name] = provider
+    return session
+
+
+def opened_models() -> dict[str, str]:
+    """The execution provider of each model file this process has opened, by file name."""
+    return dict(_OPENED)

@@ -34,6 +34,20 @@ class LivenessResult:
     quality: float
 
 
+GENDERS = ("male", "female")
+EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+
+
+@dataclass(frozen=True, slots=True)
+class FaceAttributes:
+    """Basic attributes of one face (face-api's AgeGenderNet and FaceExpressionNet)."""
+
+    age: float  # years
+    gender: str  # one of GENDERS
+    gender_probability: float  # of `gender`, 0.5..1
+    expressions: dict[str, float]  # EXPRESSIONS -> probability, summing to 1
+
+
 @runtime_checkable
 class ModelSession(Protocol):
     """The part of onnxruntime.InferenceSession the models use; lets tests pass a fake."""
@@ -54,7 +68,12 @@ class LivenessEstimator(Protocol):
         """The model input cut from the full image (done where the image is decoded)."""
         ...
 
-    def estimate(self, crops: list[npt.NDArray[np.uint8]]) -> list[LivenessResult]: ...
+    def estimate(
+        self, crops: list[npt.NDArray[np.uint8]], qualities: list[float]
+    ) -> list[LivenessResult]:
+        """One result per crop; `qualities` are the faces' processors.quality overall, measured
+        on the original image where it is decoded (the crops are too small to tell)."""
+        ...
 
 
 class DescriptorExtractor(Protocol):
@@ -64,3 +83,13 @@ class DescriptorExtractor(Protocol):
     dimension: int
 
     def extract(self, samples: list[ImageBGR]) -> Descriptors: ...
+
+
+class AttributeEstimator(Protocol):
+    def crop(self, image: ImageBGR, detection: Detection) -> npt.NDArray[np.float32]:
+        """The model input cut from the full image (done where the image is decoded)."""
+        ...
+
+    def estimate(self, crops: list[npt.NDArray[np.float32]]) -> list[FaceAttributes]:
+        """One result per crop, batched."""
+        ...

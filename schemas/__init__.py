@@ -36,6 +36,7 @@ MESSAGE_TYPES = (
     "DeadLetter",
     "ConfigChange",
     "Reextraction",
+    "TaskState",
 )
 
 Record = dict[str, Any]

@@ -59,6 +59,7 @@ class FaceGeometry(TypedDict):
 class Liveness(TypedDict):
     probability: float
     quality: float
+    quality_parts: dict[str, float]
 
 
 class VersionedDescriptor(TypedDict):
@@ -87,6 +88,7 @@ class DetectedFace(TypedDict):
     sample_id: str
     sample: bytes
     liveness_input: bytes
+    quality_parts: dict[str, float]
 
 
 class Detections(TypedDict):
@@ -187,3 +189,18 @@ class Sample(TypedDict):
     face_index: int
     created_at: datetime
     image: bytes
+
+
+class TaskState(TypedDict):
+    task_id: str
+    kind: str
+    version: int
+    status: str
+    total: int
+    processed: int
+    errors: int
+    not_reextractable: int
+    error: str | None
+    owner: str
+    started_at: datetime
+    updated_at: datetime

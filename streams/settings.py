@@ -52,6 +52,9 @@ class DetectionSettings(Section):
     score_threshold: float = Field(0.8, ge=0, le=1)
     max_faces: int = Field(16, ge=1, le=1000, description="more faces than this is an error")
     min_face_size: int = Field(20, ge=1, description="faces smaller (pixels) are skipped")
+    min_quality: float = Field(
+        0.0, ge=0, le=1, description="faces under this quality (processors.quality) are low_quality"
+    )
 
 
 class LivenessSettings(Section):
@@ -84,6 +87,23 @@ class ApiSettings(Section):
         min_length=16,
         description="the administrator's token (Authorization: Bearer) for the routes that "
         "span accounts: tasks, settings, counts in health; unset = those routes answer 403",
+    )
+    task_heartbeat_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="a running task's state is written to the tasks topic this often; one not "
+        "written for 5 times as long lost its process and shows as interrupted",
+    )
+    ws_queue_size: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="events waiting to be sent to one WebSocket subscriber; a subscriber that "
+        "falls this far behind is told (subscriber_too_slow) and disconnected",
+    )
+    ws_send_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a WebSocket send blocked this long drops its subscriber"
     )
 
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from streams.api import docs, events, faces, ingest, lists, liveness, matcher, tasks
+from streams.api import docs, events, faces, ingest, lists, liveness, matcher, tasks, ws
 from streams.api.errors import HANDLERS
 from streams.api.services import Services
 from streams.api.spec import Operation, route_table
@@ -26,7 +26,7 @@ API: tuple[Operation, ...] = (
     *tasks.operations,
 )
 OPERATIONS = (*API, *docs.document_operations(API))
-ROUTES: list[BaseRoute] = list(route_table(OPERATIONS))
+ROUTES: list[BaseRoute] = [*route_table(OPERATIONS), *ws.routes]
 
 
 def create_app(live: LiveSettings) -> Starlette:
@@ -36,7 +36,8 @@ def create_app(live: LiveSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         try:
-            yield
+            async with tasks.lifetime(app):  # every task's state; the running ones stopped
+                yield
         finally:
             await services.stop()
 

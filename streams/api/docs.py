@@ -12,6 +12,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from processors.session import opened_models, providers
 from streams.api import render
 from streams.api.requests import admin, is_admin
 from streams.api.shapes import Health, SettingsView
@@ -77,11 +78,13 @@ def render_html(spec: dict[str, Any]) -> str:
 
 
 async def health(request: Request) -> JSONResponse:
-    """Up or not for anyone; the counts (every account's) for the administrator only."""
+    """Up or not, and where the models run, for anyone; the counts (every account's) for the
+    administrator only."""
+    runtime = {"runtime_providers": tuple(providers()), "models": opened_models()}
     if not is_admin(request):
-        return render.respond(Health(status="ok"), exclude_none=True)
+        return render.respond(Health(status="ok", **runtime), exclude_none=True)
     directory = request.app.state.services.directory
-    counts = Health(status="ok", faces=len(directory.faces), lists=len(directory.lists))
+    counts = Health(status="ok", faces=len(directory.faces), lists=len(directory.lists), **runtime)
     return render.respond(counts)
 
 

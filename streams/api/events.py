@@ -12,7 +12,7 @@ from streams.api import render
 from streams.api.errors import not_found
 from streams.api.requests import account_id, query
 from streams.api.services import Services
-from streams.api.shapes import Event, EventPage, EventsQuery
+from streams.api.shapes import Event, EventFilters, EventPage, EventsQuery
 from streams.api.spec import Operation
 
 
@@ -31,6 +31,23 @@ CONDITIONS = {
     "status": "status = %(status)s",
     "error_code": "error_code = %(error_code)s",
 }
+
+
+def accepts(given: EventFilters, event: Event) -> bool:
+    """Whether `event` passes the filters given, as CONDITIONS select stored events."""
+    faces = event.faces
+    best = [face.matches[0].similarity if face.matches else 0.0 for face in faces]  # as stored
+    alive = [face.liveness.probability if face.liveness else None for face in faces]
+    return not (
+        (given.list_id is not None and given.list_id not in event.list_ids)
+        or (given.similarity_gte is not None and not any(s >= given.similarity_gte for s in best))
+        or (
+            given.liveness_gte is not None
+            and not (faces and all(p is not None and p >= given.liveness_gte for p in alive))
+        )
+        or (given.status is not None and event.status != given.status)
+        or (given.error_code is not None and event.error_code != given.error_code)
+    )
 
 
 def filters(given: EventsQuery, account: str) -> tuple[list[str], dict[str, ParamValue]]:

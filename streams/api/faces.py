@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from processors import align
+from processors import quality as face_quality
 from processors.errors import ProcessingError
 from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, ImageBGR
@@ -26,17 +27,18 @@ from streams.api.spec import Operation
 from streams.kafka import topics
 
 
-def choose(options: FacesQuery, found: list[Detection]) -> list[Detection]:
-    """The detections that become faces under the options, or why none does."""
+def choose(
+    options: FacesQuery, image: ImageBGR, found: list[Detection], min_quality: float
+) -> list[Detection]:
+    """The detections that become faces under the options, or why none does.
+    `score_threshold` is folder_uploader's "descriptor quality score threshold": the face's
+    quality (processors.quality), as is the deployment's `detection.min_quality`; the higher
+    of the two rules, a face under it is `low_quality`."""
     if not found:
         raise ProcessingError("no face found in the image", code="no_face")
-    kept = [d for d in found if d.score >= options.score_threshold]
-    if not kept:
-        best = max(d.score for d in found)
-        raise ProcessingError(
-            f"no face scores {options.score_threshold} or more (best {best:.3f})",
-            code="face_score_too_low",
-        )
+    minimum = max(options.score_threshold, min_quality)
+    measured = [face_quality.estimate(image, d) for d in found]
+    kept = [found[i] for i in face_quality.require(measured, minimum)]
     kept = [d for d in kept if _pose_ok(options, d)]
     if not kept:
         raise ProcessingError("no face within the pitch/roll/yaw thresholds", code="bad_head_pose")
@@ -72,7 +74,8 @@ def samples_of(services: Services, data: bytes, options: FacesQuery) -> list[Ima
                 code="bad_warped_image",
             )
         return [image]
-    found = choose(options, services.models.detector.detect(image))
+    found = services.models.detector.detect(image)
+    found = choose(options, image, found, services.settings.detection.min_quality)
     return [align.warp(image, d.landmarks) for d in found]
 
 

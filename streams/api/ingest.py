@@ -41,8 +41,8 @@ async def send_image(request: Request) -> Response:
         data, account_id=account, list_ids=list_ids, source=params.source
     )
     event_id: str = record["context"]["event_id"]
-    finished = services.waiter.expect(event_id) if params.wait else None
-    try:  # the waiter forgets the event however the request ends
+    finished = services.feed.expect(event_id) if params.wait else None
+    try:  # the feed forgets the event however the request ends
         # The 202 promises an image the broker holds: a lost connection after it loses nothing.
         await services.images.deliver(record)
         if finished is None:
@@ -54,7 +54,7 @@ async def send_image(request: Request) -> Response:
         except TimeoutError:
             stage = (
                 "finished but not yet stored"
-                if event_id in services.waiter.finished
+                if event_id in services.feed.finished
                 else "accepted but not finished"
             )
             raise ApiError(
@@ -64,7 +64,7 @@ async def send_image(request: Request) -> Response:
                 f"read it later with GET /v1/events/{event_id}",
             ) from None
     finally:
-        services.waiter.forget(event_id)
+        services.feed.forget(event_id)
     return render.respond(render.event_from_record(event))
 
 

@@ -6,8 +6,9 @@ checked before the body is read, so a call the licence refuses costs no upload o
 Both versions run the same estimator, the two MiniFASNets averaged as Silent-Face's own test.py
 combines them, with the same thresholds (settings.liveness): there is no evidence either model
 alone is better for one version. What differs is the requirements each puts on the image and
-face (processors.liveness_requirements) and V1's `OS` parameter. The prediction is "real" when
-the probability and the quality both reach their thresholds.
+face (processors.liveness_requirements) and V1's `OS` parameter. The quality is processors.quality
+on the original image, with its parts. The prediction is "real" when the probability and the
+quality both reach their thresholds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from processors import liveness_requirements as requirements
+from processors import quality as face_quality
 from processors.image import decode_image
 from processors.liveness_requirements import Version
 from processors.types import Detection, ImageBGR
@@ -139,7 +141,8 @@ def _estimate(
     requirements.check_faces(version, width, height, detections)
     face = detections[0]
     estimator = services.models.liveness
-    result = estimator.estimate([estimator.crops(image, face)])[0]
+    measured = face_quality.estimate(image, face)
+    result = estimator.estimate([estimator.crops(image, face)], [measured.overall])[0]
     thresholds = services.settings.liveness
     real = (
         result.probability >= thresholds.threshold
@@ -151,6 +154,7 @@ def _estimate(
             "prediction": "real" if real else "spoof",
             "probability": result.probability,
             "quality": result.quality,
+            "quality_parts": measured.parts(),
             "probability_threshold": thresholds.threshold,
             "quality_threshold": thresholds.quality_threshold,
         },

@@ -11,7 +11,7 @@ import uuid
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from streams.api.errors import ApiError
 from streams.api.shapes import TASK_ID_PATTERN, Body, Query, refused
@@ -23,9 +23,10 @@ MAX_JSON_DEPTH = 32  # far more than any request body here needs
 TASK_ID = re.compile(TASK_ID_PATTERN)
 
 
-def account_id(request: Request) -> str:
-    """The request's account: a UUID in the Luna-Account-Id header, required everywhere."""
-    value = request.headers.get(ACCOUNT_HEADER)
+def account_id(request: HTTPConnection, fallback: str | None = None) -> str:
+    """The request's account: a UUID in the Luna-Account-Id header, required everywhere (a
+    WebSocket may give it as `fallback`, from its query)."""
+    value = request.headers.get(ACCOUNT_HEADER, fallback)
     if value is None:
         raise ApiError(400, "account_id_missing", f"the {ACCOUNT_HEADER} header is required")
     try:
@@ -170,7 +171,7 @@ Q = TypeVar("Q", bound=Query)
 B = TypeVar("B", bound=Body)
 
 
-def query(request: Request, model: type[Q]) -> Q:
+def query(request: HTTPConnection, model: type[Q]) -> Q:
     """The query parameters as `model`; a list field takes every repetition of its name."""
     params = request.query_params
     values = {

@@ -133,7 +133,23 @@ class Health(Shape):
     status: Literal["ok"]
     faces: int | None = Field(None, description="every account's faces (administrator only)")
     lists: int | None = Field(None, description="every account's lists (administrator only)")
-    model_config = ConfigDict(json_schema_extra=examples({"status": "ok", "faces": 12, "lists": 2}))
+    runtime_providers: tuple[str, ...] = Field(
+        (), description="onnxruntime's execution providers here, the preferred first"
+    )
+    models: dict[str, str] = Field(
+        {}, description="the provider each model file this process opened runs on (on first use)"
+    )
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {
+                "status": "ok",
+                "faces": 12,
+                "lists": 2,
+                "runtime_providers": ["CPUExecutionProvider"],
+                "models": {"yunet_2023mar.onnx": "CPUExecutionProvider"},
+            }
+        )
+    )
 
 
 class SettingsView(Shape):
@@ -243,9 +259,9 @@ Time = Annotated[
 ]
 
 
-class EventsQuery(Page):
-    created_from: Time | None = Field(None, description="ISO 8601; naive means UTC")
-    created_to: Time | None = None
+class EventFilters(Query):
+    """What selects events, listed (GET /v1/events) or pushed (GET /v1/ws/events)."""
+
     list_id: str | None = None
     similarity_gte: float | None = Field(
         None, ge=-1, le=1, allow_inf_nan=False, description="best match similarity at least this"
@@ -255,6 +271,19 @@ class EventsQuery(Page):
     )
     status: Literal["ok", "error"] | None = None
     error_code: str | None = None
+
+
+class EventsQuery(Page, EventFilters):
+    created_from: Time | None = Field(None, description="ISO 8601; naive means UTC")
+    created_to: Time | None = None
+
+
+class EventsSocketQuery(EventFilters):
+    account_id: str | None = Field(
+        None,
+        description="the account, for clients that cannot set the Luna-Account-Id header on "
+        "a WebSocket (browsers); the header wins",
+    )
 
 
 class EventPage(Shape):
@@ -318,7 +347,9 @@ class FacesQuery(Query):
     warped: Flag = Field(False, description="the image is already a 250x250 aligned sample")
     multi_face_allowed: Flag = Field(False, description="every face becomes a face, not one")
     get_major_detection: Flag = Field(False, description="with several faces, keep the largest")
-    score_threshold: Fraction = Field(0.0, description="lowest detection score kept")
+    score_threshold: Fraction = Field(
+        0.0, description="lowest face quality (processors.quality) kept; below is low_quality"
+    )
     pitch_threshold: Angle | None = Field(None, description="largest |pitch|, degrees")
     roll_threshold: Angle | None = Field(None, description="largest |roll|, degrees")
     yaw_threshold: Angle | None = Field(None, description="largest |yaw|, degrees")
@@ -487,7 +518,12 @@ class SdkQuery(Query):
 class LivenessEstimate(Shape):
     prediction: Literal["real", "spoof"]
     probability: float = Field(ge=0, le=1)
-    quality: float = Field(ge=0, le=1)
+    quality: float = Field(ge=0, le=1, description="the lowest of quality_parts")
+    quality_parts: dict[str, float] = Field(
+        default_factory=dict,
+        description="processors.quality's parts, each [0..1], 1 = no problem: blur, dark, "
+        "light, resolution, blockiness, pose, faceness",
+    )
     probability_threshold: float
     quality_threshold: float
 
@@ -502,6 +538,15 @@ LIVENESS = {
         "prediction": "real",
         "probability": 0.97,
         "quality": 0.8,
+        "quality_parts": {
+            "blur": 0.8,
+            "dark": 1.0,
+            "light": 1.0,
+            "resolution": 1.0,
+            "blockiness": 1.0,
+            "pose": 0.9,
+            "faceness": 1.0,
+        },
         "probability_threshold": 0.5,
         "quality_threshold": 0.5,
     },
@@ -572,7 +617,9 @@ class Task(Shape):
 
     task_id: str
     version: int
-    status: Literal["starting", "running", "done", "stopped", "failed"]
+    status: Literal["starting", "running", "done", "stopped", "failed", "interrupted"] = Field(
+        description="interrupted: its process ended while it ran; start it again to resume"
+    )
     total: int
     processed: int
     errors: int

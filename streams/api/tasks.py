@@ -1,18 +1,26 @@
 """Re-extraction tasks over HTTP: start one, list them, follow its counts, stop it, download
-its log. A task spans every account: these are the administrator's routes."""
+its log. A task spans every account: these are the administrator's routes.
+
+A task runs in the API process that started it, which writes its state to the compacted tasks
+topic at every heartbeat and when it ends (streams/kafka/task_states.py); every API process
+follows that topic, so any of them, and one started after a restart, answers for every task. Its
+log is the reextractions topic, keyed by task id, which every process reads too."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
+from schemas.records import TaskState
 from streams.api import render
 from streams.api.errors import ApiError
 from streams.api.lists import JSON_LIMIT
@@ -23,31 +31,77 @@ from streams.api.shapes import Reextract, Task, Tasks
 from streams.api.spec import Media, Operation
 from streams.kafka import topics
 from streams.kafka.reader import TopicReader
+from streams.kafka.task_states import (
+    OWNER,
+    UNFINISHED,
+    TaskBoard,
+    TaskRecorder,
+    run_recorded,
+    shown,
+)
 from streams.worker.replay import ReextractionTask
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 20  # at shutdown, for the running tasks' current batches (SIGTERM allows 30)
 
 
 @dataclass
 class Running:
+    """A task this process runs."""
+
     task: ReextractionTask
+    recorder: TaskRecorder
     runner: asyncio.Task[Any]
     error: str | None = None
 
-    def view(self) -> Task:
+    def state(self) -> TaskState:
         progress = self.task.progress.as_dict()
         if self.error:
-            progress |= {"status": "failed", "error": self.error}
-        return Task.model_validate(
-            {"task_id": self.task.task_id, "version": self.task.version, **progress}
-        )
+            progress["status"] = "failed"
+        return self.recorder.state(progress, self.error)
+
+
+def view(state: TaskState) -> Task:
+    return Task.model_validate(state)  # the shape takes what it shows, the rest is ignored
+
+
+@contextlib.asynccontextmanager
+async def lifetime(app: Starlette) -> AsyncIterator[None]:
+    """The task board, followed while the app serves; at the end the tasks running here stop
+    after their current batch (resumable, their state written as stopped)."""
+    services: Services = app.state.services
+    board = app.state.task_board = TaskBoard()
+    follower = asyncio.create_task(board.follow(services.settings), name="tasks")
+    try:
+        await asyncio.wait_for(board.ready.wait(), timeout=60)
+        yield
+    finally:
+        running: dict[str, Running] = services.tasks
+        for found in running.values():
+            found.task.stop()
+        if runners := {found.runner for found in running.values() if not found.runner.done()}:
+            await asyncio.wait(runners, timeout=STOP_WAIT_S)
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
+def states(request: Request) -> dict[str, TaskState]:
+    """Every task's state as it stands now: this process's own tasks as they run, the others'
+    as the tasks topic has them (an unfinished one whose process died, interrupted)."""
+    services: Services = request.app.state.services
+    board: TaskBoard = request.app.state.task_board
+    heartbeat_s = services.settings.api.task_heartbeat_s
+    found = {task_id: shown(state, heartbeat_s) for task_id, state in board.states.items()}
+    running: dict[str, Running] = services.tasks
+    return found | {task_id: here.state() for task_id, here in running.items()}
 
 
 async def start_reextraction(request: Request) -> JSONResponse:
     """Replays the samples topic from its beginning under the task's own consumer group; new
-    descriptors go beside the old ones. The same task_id resumes a stopped task without redoing
-    finished samples. Faces without a sample and deleted samples are reported as not
-    re-extractable. `lanes` is how many extractions run side by side, each on one thread
+    descriptors go beside the old ones. The same task_id resumes a stopped or interrupted task
+    without redoing finished samples. Faces without a sample and deleted samples are reported as
+    not re-extractable. `lanes` is how many extractions run side by side, each on one thread
     (default: one per core of the API's machine)."""
     services: Services = request.app.state.services
     admin(request)
@@ -57,6 +111,11 @@ async def start_reextraction(request: Request) -> JSONResponse:
     tasks: dict[str, Running] = services.tasks
     if task_id in tasks and not tasks[task_id].runner.done():
         raise ApiError(409, "task_running", f"task {task_id} is already running")
+    elsewhere = states(request).get(task_id)
+    if elsewhere and elsewhere["status"] in UNFINISHED and elsewhere["owner"] != OWNER:
+        raise ApiError(
+            409, "task_running", f"task {task_id} is running in process {elsewhere['owner']}"
+        )
     task = ReextractionTask(
         services.settings,
         version,
@@ -65,43 +124,56 @@ async def start_reextraction(request: Request) -> JSONResponse:
         lanes=lanes,
         producer=services.producer,
     )
+    recorder = TaskRecorder(services.settings, services.producer, task_id, version)
 
     async def run() -> None:
         try:
-            await task.run()
+            await run_recorded(recorder, task.run(), task.progress.as_dict)
         except Exception as error:
             log.exception("re-extraction task %s failed", task_id)
             tasks[task_id].error = repr(error)
 
-    tasks[task_id] = Running(task, asyncio.create_task(run(), name=f"reextract-{task_id}"))
-    return render.respond(tasks[task_id].view(), 202)
+    tasks[task_id] = Running(
+        task, recorder, asyncio.create_task(run(), name=f"reextract-{task_id}")
+    )
+    return render.respond(view(tasks[task_id].state()), 202)
 
 
-def running(request: Request) -> Running:
+def found_state(request: Request) -> TaskState:
     admin(request)
     task_id = valid_task_id(request.path_params["task_id"])
-    found: Running | None = request.app.state.services.tasks.get(task_id)
+    found = states(request).get(task_id)
     if found is None:
-        raise ApiError(404, "task_not_found", f"no task {task_id} was started by this API process")
+        raise ApiError(404, "task_not_found", f"no task {task_id}")
     return found
 
 
 async def list_tasks(request: Request) -> JSONResponse:
-    """The tasks this API process started, oldest first, with their counts."""
+    """Every task of the deployment, oldest first, with their counts."""
     admin(request)
-    tasks: dict[str, Running] = request.app.state.services.tasks
-    return render.respond(Tasks(tasks=tuple(found.view() for found in tasks.values())))
+    ordered = sorted(states(request).values(), key=lambda state: state["started_at"])
+    return render.respond(Tasks(tasks=tuple(view(state) for state in ordered)))
 
 
 async def get_task(request: Request) -> JSONResponse:
-    return render.respond(running(request).view())
+    return render.respond(view(found_state(request)))
 
 
 async def stop_task(request: Request) -> JSONResponse:
-    found = running(request)
+    """Stops a task this process runs; one that another process runs is answered 409."""
+    state = found_state(request)
+    found: Running | None = request.app.state.services.tasks.get(state["task_id"])
+    if found is None:
+        if state["status"] in UNFINISHED:
+            raise ApiError(
+                409,
+                "task_running_elsewhere",
+                f"task {state['task_id']} runs in process {state['owner']}: stop it there",
+            )
+        return render.respond(view(state))  # over already
     found.task.stop()
     await asyncio.wait({found.runner}, timeout=30)
-    return render.respond(found.view())
+    return render.respond(view(found.state()))
 
 
 async def task_log(request: Request) -> StreamingResponse:
@@ -130,10 +202,10 @@ def _admin(
     return Operation(method, path, handler, summary, answers, account=False, admin=True, **more)
 
 
-NOT_FOUND = {404: "task_not_found: this API process started no such task"}
+NOT_FOUND = {404: "task_not_found: no task of that id was ever started"}
 LOG = Media("application/x-ndjson", example='{"sample_id": "...", "ok": true}\n')
 operations = [
-    _admin("GET", "/v1/tasks", list_tasks, "The tasks this API process started", {200: Tasks}),
+    _admin("GET", "/v1/tasks", list_tasks, "Every task, oldest first", {200: Tasks}),
     _admin(
         "POST",
         "/v1/tasks/reextract",
@@ -157,7 +229,7 @@ operations = [
         stop_task,
         "Stop a task after its current batch (resume by starting it again)",
         {200: Task},
-        errors=NOT_FOUND,
+        errors=NOT_FOUND | {409: "task_running_elsewhere: another API process runs it"},
     ),
     _admin(
         "GET",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from streams.cli.common import ARGV
+from streams.cli.common import ARGV, number_in
 from streams.settings import get_settings
 
 
@@ -35,8 +35,8 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(stages, ARGV)
 
 
-def _worker_count(text: str) -> int:
-    """Bounded as the setting is."""
+def worker_count(text: str) -> int:
+    """Bounded as the setting is: 0 and negative counts are refused, with the reason."""
     from pydantic import ValidationError
 
     from streams.settings import WorkerSettings
@@ -45,6 +45,9 @@ def _worker_count(text: str) -> int:
         return WorkerSettings.model_validate({"worker_count": text}).worker_count
     except ValidationError as error:
         raise argparse.ArgumentTypeError(f"{text}: {error.errors()[0]['msg']}") from error
+
+
+pulling_time = number_in(0, 3600, float)  # seconds; 0 = at once
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -79,7 +82,7 @@ def _add_reload_arguments(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--pulling-time",
-        type=float,
+        type=pulling_time,
         help="seconds between checks of the config topic (default 10; 0 = at once)",
     )
 
@@ -95,7 +98,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     worker.add_argument(
         "--workers",
-        type=_worker_count,
+        type=worker_count,
         metavar="N",
         help="worker processes, restarted when they fail (default: FACESTREAM_WORKER__"
         "WORKER_COUNT, 1; at most 64)",
@@ -108,7 +111,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     api.add_argument("--port", type=int, help="port (default: FACESTREAM_API__PORT, 5000)")
     api.add_argument(
         "--workers",
-        type=_worker_count,
+        type=worker_count,
         default=1,
         metavar="N",
         help="API processes sharing the port, restarted when they fail (default 1; at most 64)",

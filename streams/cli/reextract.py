@@ -22,17 +22,12 @@ def _reextract(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from streams.kafka import topics
+    from streams.kafka.task_states import TaskRecorder, run_recorded
     from streams.worker.replay import Progress, ReextractionTask
 
     task_id = args.task_id or f"to-v{args.version}"
-    task = ReextractionTask(
-        get_settings(),
-        args.version,
-        task_id,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        lanes=args.lanes,
-    )
+    settings = get_settings()
     bar = tqdm(desc=f"re-extracting to version {args.version}", unit="sample")
 
     def show(progress: Progress) -> None:
@@ -42,10 +37,29 @@ def _reextract(args: argparse.Namespace) -> int:
         bar.refresh()
 
     async def run() -> Progress:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, task.stop)  # stops after the batch, committed
-        loop.add_signal_handler(signal.SIGTERM, task.stop)
-        return await task.run(show)
+        """The task, its state on the tasks topic as the API writes its own (so that every API
+        process shows it too)."""
+        await topics.ensure_topics(settings.kafka)  # before the first state is written
+        producer = topics.producer(settings.kafka)
+        await producer.start()
+        try:
+            task = ReextractionTask(
+                settings,
+                args.version,
+                task_id,
+                batch_size=args.batch_size,
+                limit=args.limit,
+                lanes=args.lanes,
+                producer=producer,
+            )
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, task.stop)  # stops after the batch, committed
+            loop.add_signal_handler(signal.SIGTERM, task.stop)
+            recorder = TaskRecorder(settings, producer, task_id, args.version)
+            await run_recorded(recorder, task.run(show), task.progress.as_dict)
+            return task.progress
+        finally:
+            await producer.stop()
 
     progress = asyncio.run(run())
     bar.close()
@@ -53,7 +67,7 @@ def _reextract(args: argparse.Namespace) -> int:
         f"task {task_id}: {progress.status}; {progress.processed} samples re-extracted, "
         f"{progress.errors} errors, {progress.not_reextractable} not re-extractable (faces "
         "without a sample, deleted samples); log: topic "
-        f"{get_settings().kafka.topic_prefix}.reextractions, key {task_id}"
+        f"{settings.kafka.topic_prefix}.reextractions, key {task_id}"
     )
     if progress.status == "stopped":
         print(f"resume with: facestream reextract --version {args.version} --task-id {task_id}")

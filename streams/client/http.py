@@ -244,7 +244,7 @@ class Endpoints:
     def health(self) -> Call[dict[str, Any]]:
         return Call(
             self._request("GET", "/v1/health"),
-            lambda r: _shape(Health)(r).model_dump(exclude_none=True),
+            lambda r: _shape(Health)(r).model_dump(mode="json", exclude_none=True),
         )
 
     @overload

@@ -7,7 +7,9 @@ in the source folder itself, so a re-run of the same folder finds them wherever 
 - `_success_log.txt` gains `{"image name": ..., "face id": [...]}` per enrolled image, over all
   runs; a re-run skips the images named there.
 - `_error_log.txt` holds this run's failures, `{"image name": ..., "error": {"error_code": ...,
-  "desc": ...}}`; a failed image (broken, faceless, refused) is retried by the next run.
+  "desc": ...}}`; a failed image (broken, faceless, refused) is retried by the next run. A face
+  under `score_threshold` is `low_quality`, its desc giving the quality's parts (blur, dark,
+  light, resolution, blockiness, pose, faceness).
 
 The image name is the path relative to the source folder, bytes that are not UTF-8 written as
 `\\xNN` so that the logs stay text. A link to a file outside the source folder is not followed
@@ -46,6 +48,8 @@ class UploadOptions:
     yaw_threshold: float | None = None
     multi_face_allowed: bool = False
     get_major_detection: bool = False
+    # The reference's "descriptor quality score threshold": faces under this quality
+    # (processors.quality) are not enrolled; the error log says low_quality and why.
     score_threshold: float = 0.0
     name_as_userdata: bool = False
     concurrency: int = 10

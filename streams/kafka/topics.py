@@ -28,6 +28,7 @@ from schemas.records import (
     LivenessResults,
     Reextraction,
     Sample,
+    TaskState,
 )
 from streams.settings import KafkaSettings
 
@@ -62,6 +63,7 @@ LISTS: TopicSpec[List] = TopicSpec("lists", "List", compacted=True)
 CONFIG: TopicSpec[ConfigChange] = TopicSpec("config", "ConfigChange", compacted=True)
 CONFIG_HISTORY: TopicSpec[ConfigChange] = TopicSpec("config_history", "ConfigChange")
 REEXTRACTIONS: TopicSpec[Reextraction] = TopicSpec("reextractions", "Reextraction")
+TASKS: TopicSpec[TaskState] = TopicSpec("tasks", "TaskState", compacted=True)
 DEAD_LETTERS: TopicSpec[DeadLetter] = TopicSpec("dead_letters", "DeadLetter")
 
 ALL: tuple[TopicSpec[Any], ...] = (
@@ -77,6 +79,7 @@ ALL: tuple[TopicSpec[Any], ...] = (
     CONFIG,
     CONFIG_HISTORY,
     REEXTRACTIONS,
+    TASKS,
 )
 BY_SUFFIX: dict[str, TopicSpec[Any]] = {spec.suffix: spec for spec in ALL}
 

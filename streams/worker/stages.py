@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import cv2
 import numpy as np
 
-from processors import align
+from processors import align, quality
 from processors.errors import ImageError, ProcessingError
 from processors.image import decode_image, encode_jpeg
 from processors.types import Detection, LivenessResult
@@ -163,12 +163,15 @@ class DetectStage:
             image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
             enroll = record["context"]["enroll"] is not None
             faces = select_faces(self.models.detector.detect(image), settings.detection, enroll)
+            measured = [quality.estimate(image, d) for _, d in faces]
+            kept_at = quality.require(measured, settings.detection.min_quality)
         except ProcessingError as error:
             return Result(error=error)
         context = record["context"]
         detected: list[DetectedFace] = []
         samples: list[Emit] = []
-        for index, detection in faces:
+        for at in kept_at:
+            (index, detection), face_quality = faces[at], measured[at]
             sample_id = derived_id("sample", context["event_id"], index)
             sample = encode_jpeg(align.warp(image, detection.landmarks))
             crops = self.models.liveness.crops(image, detection)
@@ -178,6 +181,7 @@ class DetectStage:
                     "sample_id": sample_id,
                     "sample": sample,
                     "liveness_input": np.ascontiguousarray(crops, dtype=np.uint8).tobytes(),
+                    "quality_parts": face_quality.parts(),
                 }
             )
             kept: Sample = {
@@ -214,7 +218,11 @@ class LivenessStage:
             for record in records
             for face in record["faces"]
         ]
-        estimates = iter(self.models.liveness.estimate(crops) if crops else [])
+        parts = [face["quality_parts"] for record in records for face in record["faces"]]
+        # Parts are empty in detections from before them: quality 0, not measured.
+        qualities = [min(p.values(), default=0.0) for p in parts]
+        estimates = iter(self.models.liveness.estimate(crops, qualities) if crops else [])
+        measured = iter(parts)
         results = []
         for record in records:
             faces: list[LiveFace] = [
@@ -222,7 +230,7 @@ class LivenessStage:
                     "geometry": face["geometry"],
                     "sample_id": face["sample_id"],
                     "sample": face["sample"],
-                    "liveness": _liveness(next(estimates)),
+                    "liveness": _liveness(next(estimates), next(measured)),
                 }
                 for face in record["faces"]
             ]
@@ -236,8 +244,8 @@ class LivenessStage:
         return results
 
 
-def _liveness(result: LivenessResult) -> Liveness:
-    return {"probability": result.probability, "quality": result.quality}
+def _liveness(result: LivenessResult, parts: dict[str, float]) -> Liveness:
+    return {"probability": result.probability, "quality": result.quality, "quality_parts": parts}
 
 
 def decode_sample(data: bytes) -> np.ndarray:

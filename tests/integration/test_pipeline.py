@@ -290,5 +290,5 @@ async def test_the_gallery_samples_lists_and_config_topics_are_compacted(
             policies[spec.suffix] = next(e[1] for e in entries if e[0] == "cleanup.policy")
     finally:
         await admin.close()
-    compacted = {"faces", "samples", "lists", "config"}
+    compacted = {"faces", "samples", "lists", "config", "tasks"}
     assert {s for s, p in policies.items() if p == "compact"} == compacted, policies

@@ -42,7 +42,7 @@ READERS: dict[str, str] = {
     "detections": GROUP,  # liveness
     "liveness": GROUP,  # extract
     "descriptors": GROUP,  # match
-    "events": GROUP,  # store_events; the API's event waiter follows it too
+    "events": GROUP,  # store_events; the API's event feed follows it too
     "faces": GROUP,  # store_faces; the gallery (worker) and the directory (API) follow it too
     "reextractions": GROUP,  # store_reextractions
     "samples": "read only by a re-extraction task, under a group of its own, while one runs",
@@ -50,11 +50,12 @@ READERS: dict[str, str] = {
     "config": "followed by --config-reload and `config show`: a section refused, shown",
     "config_history": "read only by `facestream config history`",
     "dead_letters": "not consumed: the letters themselves (this test reads them)",
+    "tasks": "followed outside any group by every API process's task board: skipped, logged",
 }
 # The followers of each topic, outside any group, in the worker and in the API
 # (streams/reader.py TopicReader: one "skipped a record" line per record it cannot use).
 FOLLOWED_BY_WORKER = ("faces", "lists")  # the gallery
-FOLLOWED_BY_API = ("faces", "lists", "events")  # the directory, the event waiter
+FOLLOWED_BY_API = ("faces", "lists", "events", "tasks")  # directory, event feed, task board
 
 NOT_UTF8 = b"\xffpoison"
 KINDS = ("null", "garbage", "truncated", "wrong_schema", "oversized")

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 import schemas
+from processors.session import opened_models, providers
 from sinks.clickhouse import checked
 from sinks.types import Params
 from streams.api.app import ROUTES
@@ -240,11 +241,14 @@ def test_the_administrator_routes_need_the_token(
 def test_health_shows_counts_to_the_administrator_only(
     client: TestClient, services: FakeServices
 ) -> None:
-    assert client.get("/v1/health").json() == {"status": "ok"}
+    assert providers()[-1] == "CPUExecutionProvider"
+    runtime = {"runtime_providers": providers(), "models": opened_models()}
+    assert client.get("/v1/health").json() == {"status": "ok", **runtime}
     assert client.get("/v1/health", headers=ADMIN).json() == {
         "status": "ok",
         "faces": 1,
         "lists": 0,
+        **runtime,
     }
     bad = client.get("/v1/health", headers={"Authorization": "Bearer nope"})
     refused(bad, 403, "bad_admin_token")

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 import schemas
 from streams.api.app import ROUTES
 from streams.api.errors import HANDLERS
-from streams.api.waiter import EventWaiter
+from streams.api.feed import EventFeed
 from streams.kafka.directory import Directory
 from streams.kafka.images import ImageProducer
 from streams.settings import Settings
@@ -44,7 +44,7 @@ class IngestServices:
     broker: Broker
     settings: Settings = field(default_factory=Settings)
     directory: Directory = field(default_factory=Directory)
-    waiter: EventWaiter = field(default_factory=EventWaiter)
+    feed: EventFeed = field(default_factory=EventFeed)
 
     @property
     def images(self) -> ImageProducer:

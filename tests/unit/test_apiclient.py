@@ -39,6 +39,7 @@ ORIGIN = "http://api.test"
 ONE_FACE = b"\xff\xd8 one face"
 TWO_FACES = b"\xff\xd8 two faces"
 NO_FACE = b"\xff\xd8 no face"
+HEALTH = {"status": "ok", "runtime_providers": ["CPUExecutionProvider"], "models": {}}
 BROKEN = b"not an image"
 
 Json = dict[str, Any]
@@ -105,7 +106,7 @@ class FakeApi:
 
     def _routes(self) -> list[tuple[str, str, Callable[..., httpx.Response]]]:
         return [
-            ("GET", "/v1/health", lambda r: httpx.Response(200, json={"status": "ok"})),
+            ("GET", "/v1/health", lambda r: httpx.Response(200, json=HEALTH)),
             ("POST", "/v1/images", self._send_image),
             ("GET", "/v1/events", self._list_events),
             ("GET", "/v1/events/([^/]+)", self._get_event),
@@ -338,7 +339,7 @@ def _last(fake: FakeApi) -> httpx.Request:
 
 
 async def test_every_request_carries_the_account(api: Any, fake: FakeApi) -> None:
-    assert await api.health() == {"status": "ok"}
+    assert await api.health() == HEALTH
     list_id = await api.create_list()
     await api.get_list(list_id)
     await api.send_image(ONE_FACE)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import onnx
 import pytest
 
-from processors.detector import COARSE_SIZE, YuNetDetector, refine_regions
+from processors.detector import COARSE_SIZE, REFINE_MAX_FACE, YuNetDetector, refine_regions
 from processors.registry import YUNET, model_path
 from processors.types import Detection, ImageBGR
 from tests.fakes import CountingSession
@@ -187,6 +187,19 @@ def test_a_lone_face_in_a_large_frame_refines_on_a_grid_aligned_crop(
     reference = _opencv(yunet_path, frame)
     assert len(faces) == len(reference) == 3
     assert max(_eye_distance_errors(_rows(faces), reference)) < 0.5
+
+
+@pytest.mark.parametrize("factor", [1.5, 2.0, 3.0])
+def test_a_face_too_wide_for_a_native_pass_keeps_its_coarse_detection(
+    detector: YuNetDetector, photos: dict[str, ImageBGR], factor: float
+) -> None:
+    """A selfie-sized face: at its own scale YuNet misses it (so does cv2.FaceDetectorYN), the
+    shrunk pass finds it; it must not be lost."""
+    tom = photos["Tom_Cruise_avp_2014_4.jpg"]  # face 414 px wide
+    large = cast(ImageBGR, cv2.resize(tom, None, fx=factor, fy=factor))
+    (face,) = detector.detect(large)
+    assert face.width > REFINE_MAX_FACE and face.score >= 0.8
+    assert abs(face.width / (414 * factor) - 1) < 0.25
 
 
 def test_refine_regions_sit_on_the_grid_merge_and_give_way_to_a_full_run() -> None:
