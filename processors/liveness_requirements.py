@@ -23,7 +23,7 @@ Interpretations of the reference:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,7 +32,6 @@ from processors.errors import ProcessingError
 from processors.types import Detection
 
 Version = Literal["v1", "v2"]
-PoseOf = Callable[[Detection], pose.HeadPose]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,7 @@ def check_faces(
     width: int,
     height: int,
     detections: Sequence[Detection],
-    pose_of: PoseOf = pose.five_point,
+    pose_of: pose.PoseOf = pose.five_point,
 ) -> None:
     """The face requirements, on every face the detector found in a width x height image.
 

@@ -15,6 +15,7 @@ frame (x right, y down, z away from the camera), with these signs:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -116,6 +117,11 @@ class HeadPose:
     yaw: float
     pitch: float
     roll: float
+
+
+# How a caller measures a detection's head pose: a PoseEstimator's `estimate` bound to the
+# image, or five_point.
+PoseOf = Callable[[Detection], HeadPose]
 
 
 def from_landmarks(points: Landmarks68) -> HeadPose:

@@ -13,7 +13,7 @@ with degraded copies):
 - resolution: the distance between the eye centres, 0.5 at 40 px, 1 from 50 px.
 - blockiness: the luma steps across JPEG's 8x8 block edges against those inside the blocks,
   0.5 at a ratio of 2 (JPEG quality 10 measures 2.1 and more, the originals 1.4 at most).
-- pose: the larger of |yaw| and |pitch| (processors.align.head_pose), 0.5 at 50 degrees.
+- pose: the larger of |yaw| and |pitch| (processors.pose.five_point), 0.5 at 50 degrees.
 - faceness: the detector's score, 0.5 at 0.83 (the test faces of 50 px and more score 0.89
   or more). Of what was measured on a dog's face (dlib's dogs.jpg, score 0.78) against the
   human test faces, only this separates it: SFace's descriptor norm before normalisation (dog
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from processors import align
+from processors import align, pose
 from processors.errors import ProcessingError
 from processors.types import Detection, ImageBGR
 
@@ -128,7 +128,7 @@ def estimate(image: ImageBGR, detection: Detection) -> FaceQuality:
     """The quality of one detected face of `image` (BGR, as decoded)."""
     landmarks = detection.landmarks
     x0, y0, luma = face_region(image, landmarks)
-    yaw, pitch, _ = align.head_pose(landmarks)
+    angles = pose.five_point(detection)  # cheap, for a quality; pose.PoseEstimator measures
     mean = float(luma.mean())
     return FaceQuality(
         blur=_ramp(sharpness(luma), 0.10, 0.15),
@@ -136,7 +136,7 @@ def estimate(image: ImageBGR, detection: Detection) -> FaceQuality:
         light=_ramp(mean, 230.0, 195.0),
         resolution=_ramp(align.eye_distance(landmarks), 30.0, 50.0),
         blockiness=_ramp(block_ratio(luma, x0, y0), 2.6, 1.4),
-        pose=_ramp(max(abs(yaw), abs(pitch)), 70.0, 30.0),
+        pose=_ramp(max(abs(angles.yaw), abs(angles.pitch)), 70.0, 30.0),
         faceness=_ramp(detection.score, 0.78, 0.88),
     )
 

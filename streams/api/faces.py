@@ -11,10 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from processors import align
+from processors import align, pose
 from processors import quality as face_quality
 from processors.errors import ProcessingError
 from processors.image import decode_image, encode_jpeg
+from processors.pose import HeadPose, PoseOf
 from processors.types import Detection, ImageBGR
 from schemas import records
 from streams.api import render
@@ -28,7 +29,11 @@ from streams.kafka import topics
 
 
 def choose(
-    options: FacesQuery, image: ImageBGR, found: list[Detection], min_quality: float
+    options: FacesQuery,
+    image: ImageBGR,
+    found: list[Detection],
+    min_quality: float,
+    pose_of: PoseOf = pose.five_point,
 ) -> list[Detection]:
     """The detections that become faces under the options, or why none does.
     `score_threshold` is folder_uploader's "descriptor quality score threshold": the face's
@@ -39,7 +44,8 @@ def choose(
     minimum = max(options.score_threshold, min_quality)
     measured = [face_quality.estimate(image, d) for d in found]
     kept = [found[i] for i in face_quality.require(measured, minimum)]
-    kept = [d for d in kept if _pose_ok(options, d)]
+    if (options.yaw_threshold, options.pitch_threshold, options.roll_threshold) != (None,) * 3:
+        kept = [d for d in kept if _pose_ok(options, pose_of(d))]
     if not kept:
         raise ProcessingError("no face within the pitch/roll/yaw thresholds", code="bad_head_pose")
     if len(kept) > 1 and not options.multi_face_allowed:
@@ -52,12 +58,11 @@ def choose(
     return kept
 
 
-def _pose_ok(options: FacesQuery, detection: Detection) -> bool:
-    yaw, pitch, roll = align.head_pose(detection.landmarks)
+def _pose_ok(options: FacesQuery, angles: HeadPose) -> bool:
     limits = (
-        (options.yaw_threshold, yaw),
-        (options.pitch_threshold, pitch),
-        (options.roll_threshold, roll),
+        (options.yaw_threshold, angles.yaw),
+        (options.pitch_threshold, angles.pitch),
+        (options.roll_threshold, angles.roll),
     )
     return all(limit is None or abs(angle) <= limit for limit, angle in limits)
 
@@ -75,7 +80,13 @@ def samples_of(services: Services, data: bytes, options: FacesQuery) -> list[Ima
             )
         return [image]
     found = services.models.detector.detect(image)
-    found = choose(options, image, found, services.settings.detection.min_quality)
+    found = choose(
+        options,
+        image,
+        found,
+        services.settings.detection.min_quality,
+        lambda d: services.models.pose.estimate(image, d),
+    )
     return [align.warp(image, d.landmarks) for d in found]
 
 

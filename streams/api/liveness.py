@@ -138,7 +138,9 @@ def _estimate(
     height, width = image.shape[:2]
     requirements.check_image(version, width, height)
     detections = services.models.detector.detect(image)
-    requirements.check_faces(version, width, height, detections)
+    requirements.check_faces(
+        version, width, height, detections, lambda d: services.models.pose.estimate(image, d)
+    )
     face = detections[0]
     estimator = services.models.liveness
     measured = face_quality.estimate(image, face)
