@@ -145,6 +145,7 @@ class Image(TypedDict):
     context: Context
     data: bytes | None
     data_ref: str | None
+    min_quality: float | None
 
 
 class List(TypedDict):

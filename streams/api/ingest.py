@@ -38,7 +38,11 @@ async def send_image(request: Request) -> Response:
         if services.directory.find_list(account, list_id) is None:
             raise ApiError(404, "list_not_found", f"list {list_id} does not exist in this account")
     record = services.images.image_record(
-        data, account_id=account, list_ids=list_ids, source=params.source
+        data,
+        account_id=account,
+        list_ids=list_ids,
+        source=params.source,
+        min_quality=params.min_quality,
     )
     event_id: str = record["context"]["event_id"]
     finished = services.feed.expect(event_id) if params.wait else None

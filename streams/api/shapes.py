@@ -167,6 +167,12 @@ class SettingsView(Shape):
 class ImagesQuery(Query):
     list_id: list[str] = Field([], description="lists to match against (repeatable)")
     source: str | None = Field(None, description="where the image comes from, e.g. a camera")
+    min_quality: Fraction | None = Field(
+        None,
+        description="lowest face quality (processors.quality) kept, over the deployment's "
+        "detection.min_quality; an image with no face reaching it ends as an error event, "
+        "low_quality",
+    )
     wait: Flag = Field(False, description="1: answer with the finished event")
     timeout: float | None = Field(
         None, ge=0.1, le=300, allow_inf_nan=False, description="seconds to wait (api setting)"

@@ -128,7 +128,9 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--score-threshold",
         type=number_in(0, 1, float),
         default=0.0,
-        help="lowest detection score kept [0..1]",
+        help="descriptor quality score threshold: the lowest face quality kept [0..1] "
+        "(processors.quality: blur, exposure, resolution, JPEG blocks, pose, face-ness); a face "
+        "below it is not enrolled (low_quality in _error_log.txt)",
     )
     _flag(upload, "--name-as-userdata", 0, "the image's name is the face's user data")
     upload.add_argument("--concurrency", type=int, default=10, help="images in flight at once")

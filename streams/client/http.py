@@ -254,6 +254,7 @@ class Endpoints:
         *,
         list_ids: Sequence[str] = (),
         source: str | None = None,
+        min_quality: float | None = None,
         wait: Literal[False] = False,
         timeout: float | None = None,
     ) -> Call[str]: ...
@@ -264,6 +265,7 @@ class Endpoints:
         *,
         list_ids: Sequence[str] = (),
         source: str | None = None,
+        min_quality: float | None = None,
         wait: Literal[True],
         timeout: float | None = None,
     ) -> Call[Event]: ...
@@ -274,6 +276,7 @@ class Endpoints:
         *,
         list_ids: Sequence[str] = (),
         source: str | None = None,
+        min_quality: float | None = None,
         wait: bool,
         timeout: float | None = None,
     ) -> Call[str | Event]: ...
@@ -283,16 +286,22 @@ class Endpoints:
         *,
         list_ids: Sequence[str] = (),
         source: str | None = None,
+        min_quality: float | None = None,
         wait: bool = False,
         timeout: float | None = None,
     ) -> Call[str] | Call[Event] | Call[str | Event]:
         """Sends an image into the pipeline: its event id, or with wait=True the finished Event
-        (the server waits up to `timeout` seconds, then answers 504 `ApiError`)."""
+        (the server waits up to `timeout` seconds, then answers 504 `ApiError`). Faces under
+        `min_quality` (processors.quality) are refused: the event is an error, low_quality."""
         request = self._request(
             "POST",
             "/v1/images",
             params=_params(
-                list_id=list(list_ids), source=source, wait=_flag(wait), timeout=timeout
+                list_id=list(list_ids),
+                source=source,
+                min_quality=min_quality,
+                wait=_flag(wait),
+                timeout=timeout,
             ),
             image=image,
             # The server may hold the answer for the whole wait: allow that on top of our own.

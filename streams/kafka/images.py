@@ -61,6 +61,7 @@ class ImageProducer:
         source: str | None = None,
         enroll: Record | None = None,
         event_id: str | None = None,
+        min_quality: float | None = None,
     ) -> Image:
         event_id = event_id or str(uuid.uuid4())
         ref = None
@@ -77,7 +78,12 @@ class ImageProducer:
             "enroll": None if enroll is None else cast(Enrollment, defaults | enroll),
             "timings": {},
         }
-        return {"context": context, "data": None if ref else data, "data_ref": ref}
+        return {
+            "context": context,
+            "data": None if ref else data,
+            "data_ref": ref,
+            "min_quality": min_quality,
+        }
 
     async def send(self, data: bytes, **options: Any) -> str:
         record = self.image_record(data, **options)

@@ -164,7 +164,8 @@ class DetectStage:
             enroll = record["context"]["enroll"] is not None
             faces = select_faces(self.models.detector.detect(image), settings.detection, enroll)
             measured = [quality.estimate(image, d) for _, d in faces]
-            kept_at = quality.require(measured, settings.detection.min_quality)
+            minimum = max(record["min_quality"] or 0.0, settings.detection.min_quality)
+            kept_at = quality.require(measured, minimum)
         except ProcessingError as error:
             return Result(error=error)
         context = record["context"]

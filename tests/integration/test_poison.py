@@ -77,6 +77,7 @@ def image(account: str, data: bytes | None = b"", created_at: datetime | None = 
         | {"account_id": account, "created_at": created_at or datetime.now(UTC)},
         "data": data,
         "data_ref": None,
+        "min_quality": None,
     }
 
 

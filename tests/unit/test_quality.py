@@ -191,3 +191,15 @@ def test_a_minimum_quality_refuses_images_in_the_pipeline(models_dir: Path, tom:
 
 def _jpeg_bytes(image: ImageBGR) -> bytes:
     return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1])
+
+
+def test_an_image_may_ask_for_a_minimum_quality_of_its_own(models_dir: Path, tom: Path) -> None:
+    """POST /v1/images?min_quality= (the Image record's min_quality), over the deployment's."""
+    pipeline = InMemoryPipeline(ModelSet(models_dir), Settings())  # detection.min_quality 0
+    blurred = _jpeg_bytes(_blur(np.asarray(cv2.imread(str(tom)), np.uint8), 3))
+    asks = [None, 0.5, 0.95]
+    sent = [image(tom.read_bytes()) | {"min_quality": m} for m in asks]
+    sent += [image(blurred) | {"min_quality": m} for m in asks]
+    events = {e["context"]["event_id"]: e for e in pipeline.send(sent)}
+    outcomes = [events[r["context"]["event_id"]]["error_code"] for r in sent]
+    assert outcomes == [None, None, None, None, "low_quality", "low_quality"]

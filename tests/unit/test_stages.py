@@ -35,7 +35,7 @@ def image(data: bytes, *, account: str = ACCOUNT, **context: object) -> Any:
         "timings": {},
         **context,
     }
-    return {"context": full, "data": data, "data_ref": None}
+    return {"context": full, "data": data, "data_ref": None, "min_quality": None}
 
 
 @pytest.fixture(scope="module")
