@@ -36,11 +36,11 @@ CONVERGED_DEGREES = 5.0
 # A truly upright crop answers turns of it by +-PROBE_DEGREES with tilts near them (measured
 # 18-23 on dlib's examples/johns); a false one does not (e.g. 14 and 21). YuNet's points on a face
 # tilted past ~45 degrees may read nearly upright: then crops turned by RETRY_TURNS from them are
-# tried, and the first that converges and answers the probe kept (else the first crop's points).
-# Wider retries (90) passed the probe wrongly on small faces.
+# tried, and of those that converge and answer the probe, the one answering it best is kept
+# (else the first crop's points). Wider retries (90) passed the probe wrongly on small faces.
 PROBE_DEGREES = 20.0
 PROBE_TOLERANCE = 8.0
-RETRY_TURNS = (45.0, -45.0)
+RETRY_TURNS = (30.0, -30.0, 45.0, -45.0)
 _TEMPLATE_ROLL = math.degrees(math.atan2(*(CROP_TEMPLATE[1] - CROP_TEMPLATE[0])[::-1]))
 
 Landmarks68 = npt.NDArray[np.float32]  # (68, 2), image pixels
@@ -117,11 +117,14 @@ class FaceLandmarks68:
         first, tilt = self.upright(image, five)
         if self._upright_crop(image, first, tilt):
             return first
+        passed = []  # (probe error, points) of the retries that pass
         for turn in RETRY_TURNS:
             points, tilt = self.upright(image, _turned(five, turn))
-            if self._upright_crop(image, points, tilt):
-                return points
-        return first
+            if abs(tilt) < CONVERGED_DEGREES:
+                error = self.probe_error(image, points)
+                if error < PROBE_TOLERANCE:
+                    passed.append((error, points))
+        return min(passed, key=lambda found: found[0])[1] if passed else first
 
     def _upright_crop(self, image: ImageBGR, points: Landmarks68, tilt: float) -> bool:
         # Unconverged, or answering the probe as a face turned far in its crop can: not upright.

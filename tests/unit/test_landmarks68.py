@@ -127,9 +127,9 @@ def test_in_plane_turns_read_true(
             )
     worst = {turn: round(max(values), 1) for turn, values in off.items()}
     failed = {turn: sum(v > 5 for v in values) for turn, values in off.items()}
-    # Measured: every face within 1.5 degrees up to 45 either way and at -60; at +60 two of 55
-    # faces are off by 41 and 86 degrees: YuNet's points on them read 3 and -12 degrees of roll,
-    # and the net, 60 degrees off in its first crop, settles on a wrong answer that passes.
-    assert failed == {**dict.fromkeys(TURNS, 0), 60: 2}, (worst, misses)
+    # Measured: every face within 1.6 degrees up to 45 either way and at -60; at +60 one of 55
+    # (000190_02159501.jpg) is off by 41 degrees: YuNet's points on it read 3 degrees of roll,
+    # and no retried crop of the net converges on it and answers the probe.
+    assert failed == {**dict.fromkeys(TURNS, 0), 60: 1}, (worst, misses)
     # YuNet finds them all up to 30 degrees; past that, misses as measured (the detector's).
     assert all(misses[turn] == 0 for turn in (-30, -15, 15, 30)), misses
