@@ -92,9 +92,12 @@ def samples_of(services: Services, data: bytes, options: FacesQuery) -> list[Ima
 
 def describe(
     services: Services, data: bytes, options: FacesQuery
-) -> list[tuple[bytes, np.ndarray]]:
-    """(sample JPEG, descriptor) per face, with the default descriptor version."""
+) -> list[tuple[bytes, np.ndarray | None]]:
+    """(sample JPEG, descriptor) per face, with the default descriptor version (None when the
+    options ask for no descriptor)."""
     samples = samples_of(services, data, options)
+    if not options.descriptor:
+        return [(encode_jpeg(s), None) for s in samples]
     version = services.settings.descriptor.default_face_descriptor_version
     vectors = services.models.extractor(version).extract(samples)
     return [(encode_jpeg(s), v) for s, v in zip(samples, vectors, strict=True)]
@@ -155,11 +158,10 @@ async def create_faces(request: Request) -> JSONResponse:
                 "image": sample,
             },
         )
-        descriptor: records.VersionedDescriptor = {
-            "version": version,
-            "vector": vector.astype("<f4").tobytes(),
-        }
-        face = face_record(account, lists, note, [descriptor], event_id=None, sample_id=sample_id)
+        descriptors: list[records.VersionedDescriptor] = []
+        if vector is not None:
+            descriptors.append({"version": version, "vector": vector.astype("<f4").tobytes()})
+        face = face_record(account, lists, note, descriptors, event_id=None, sample_id=sample_id)
         await services.save_face(face["face_id"], face)
         created.append(render.face(face))
     return render.respond(Faces(faces=tuple(created)), 201)

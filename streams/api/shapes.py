@@ -353,6 +353,11 @@ class FacesQuery(Query):
     warped: Flag = Field(False, description="the image is already a 250x250 aligned sample")
     multi_face_allowed: Flag = Field(False, description="every face becomes a face, not one")
     get_major_detection: Flag = Field(False, description="with several faces, keep the largest")
+    descriptor: Flag = Field(
+        True,
+        description="0: the face keeps its sample but gets no descriptor, so it matches "
+        "nothing until a re-extraction (POST /v1/tasks/reextract) gives it one",
+    )
     score_threshold: Fraction = Field(
         0.0, description="lowest face quality (processors.quality) kept; below is low_quality"
     )

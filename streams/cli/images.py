@@ -49,7 +49,11 @@ def _upload(args: argparse.Namespace) -> int:
     from streams.client.uploader import UploadOptions, run_upload
 
     if not args.descriptor:
-        log.warning("--descriptor 0 changes nothing: every face carries a descriptor")
+        log.warning(
+            "--descriptor 0 (folder_uploader's default): the faces keep their samples but get no "
+            "descriptor, so they match nothing until a re-extraction gives them one (`facestream "
+            "reextract`, POST /v1/tasks/reextract); pass --descriptor 1 to match them at once"
+        )
     if args.basic_attr:
         log.warning("--basic-attr 1 is not supported: faces carry no basic attributes")
     try:
@@ -63,6 +67,7 @@ def _upload(args: argparse.Namespace) -> int:
             yaw_threshold=args.yaw_threshold,
             multi_face_allowed=bool(args.multi_face_allowed),
             get_major_detection=bool(args.get_major_detection),
+            descriptor=bool(args.descriptor),
             score_threshold=args.score_threshold,
             name_as_userdata=bool(args.name_as_userdata),
             concurrency=args.concurrency,
@@ -80,10 +85,26 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(get_settings(), args.testdata, timeout=args.timeout))
 
 
+def _names(name: str) -> tuple[str, ...]:
+    """An option's hyphenated name and folder_uploader's own, with underscores."""
+    seed = name.replace("-", "_").replace("__", "--", 1)
+    return (name, seed) if seed != name else (name,)
+
+
+def _api_version(value: str) -> int:
+    """folder_uploader's --api: LUNA's API versions 5 and 6 both mean our one API (v1)."""
+    if value not in ("5", "6"):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: folder_uploader's API versions 5 and 6 are both facestream's one HTTP "
+            "API (/v1); no other version exists"
+        )
+    return int(value)
+
+
 def _flag(parser: argparse.ArgumentParser, name: str, default: int | None, help: str) -> None:
     """A 0|1 option, as folder_uploader takes them; required when it has no default."""
     parser.add_argument(
-        name,
+        *_names(name),
         type=int,
         choices=(0, 1),
         metavar="0|1",
@@ -100,11 +121,24 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="enroll a folder of images through the API (LUNA's folder_uploader); logs "
         "_success_log.txt and _error_log.txt in the folder, a re-run skips what succeeded",
     )
-    upload.add_argument("--account-id", required=True)
+    upload.add_argument(*_names("--account-id"), required=True)
     upload.add_argument("--source", type=Path, required=True, help="folder of images")
     _flag(upload, "--warped", None, "the images are 250x250 aligned samples")
-    _flag(upload, "--descriptor", 1, "accepted; every face carries a descriptor")
+    _flag(
+        upload,
+        "--descriptor",
+        0,
+        "extract a descriptor; with 0 (folder_uploader's default) a face matches nothing "
+        "until a re-extraction gives it one",
+    )
     upload.add_argument("--origin", default="http://127.0.0.1:5000", help="the API's address")
+    upload.add_argument(
+        "--api",
+        type=_api_version,
+        default=5,
+        metavar="5|6",
+        help="folder_uploader's API version: 5 and 6 both mean facestream's one API",
+    )
     _flag(
         upload,
         "--avatar",
@@ -112,12 +146,14 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "accepted; either way a face keeps the sample it was made from (its sample_id), "
         "which is its avatar",
     )
-    upload.add_argument("--list-id", help="existing list to link the faces to (default: a new one)")
+    upload.add_argument(
+        *_names("--list-id"), help="existing list to link the faces to (default: a new one)"
+    )
     _flag(upload, "--list-linked", 1, "link the faces to a list")
-    upload.add_argument("--list-userdata", help="user data of the new list")
+    upload.add_argument(*_names("--list-userdata"), help="user data of the new list")
     for angle in ("pitch", "roll", "yaw"):
         upload.add_argument(
-            f"--{angle}-threshold",
+            *_names(f"--{angle}-threshold"),
             type=number_in(0, 180, float),
             help=f"largest {angle} angle kept, degrees [0..180]",
         )
@@ -125,7 +161,7 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _flag(upload, "--get-major-detection", 0, "with several faces, keep the largest")
     _flag(upload, "--basic-attr", 0, "not supported: faces carry no basic attributes")
     upload.add_argument(
-        "--score-threshold",
+        *_names("--score-threshold"),
         type=number_in(0, 1, float),
         default=0.0,
         help="descriptor quality score threshold: the lowest face quality kept [0..1] "
@@ -135,7 +171,7 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _flag(upload, "--name-as-userdata", 0, "the image's name is the face's user data")
     upload.add_argument("--concurrency", type=int, default=10, help="images in flight at once")
     upload.add_argument(
-        "--follow-links",
+        *_names("--follow-links"),
         action="store_true",
         help="enroll links to files outside the folder too (by default skipped, in the error log)",
     )

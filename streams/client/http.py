@@ -390,19 +390,22 @@ class Endpoints:
         warped: bool = False,
         multi_face_allowed: bool = False,
         get_major_detection: bool = False,
+        descriptor: bool = True,
         score_threshold: float | None = None,
         pitch_threshold: float | None = None,
         roll_threshold: float | None = None,
         yaw_threshold: float | None = None,
     ) -> Call[list[Face]]:
         """Creates a face from each face in the image that passes the options (one unless
-        multi_face_allowed)."""
+        multi_face_allowed). Without a descriptor a face matches nothing until a
+        re-extraction gives it one."""
         params = _params(
             list_id=list(list_ids),
             user_data=user_data,
             warped=_flag(warped),
             multi_face_allowed=_flag(multi_face_allowed),
             get_major_detection=_flag(get_major_detection),
+            descriptor=None if descriptor else 0,
             score_threshold=score_threshold,
             pitch_threshold=pitch_threshold,
             roll_threshold=roll_threshold,

@@ -48,6 +48,9 @@ class UploadOptions:
     yaw_threshold: float | None = None
     multi_face_allowed: bool = False
     get_major_detection: bool = False
+    # folder_uploader's default: faces without a descriptor match nothing until a
+    # re-extraction gives them one (their sample is kept for it).
+    descriptor: bool = False
     # The reference's "descriptor quality score threshold": faces under this quality
     # (processors.quality) are not enrolled; the error log says low_quality and why.
     score_threshold: float = 0.0
@@ -129,6 +132,7 @@ async def _enroll(
             warped=options.warped,
             multi_face_allowed=options.multi_face_allowed,
             get_major_detection=options.get_major_detection,
+            descriptor=options.descriptor,
             score_threshold=options.score_threshold,
             pitch_threshold=options.pitch_threshold,
             roll_threshold=options.roll_threshold,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -168,3 +170,53 @@ def test_a_waited_event_is_readable_at_once(api: ApiProcess, testdata_dir: Path)
         for photo in people["John_Schneider"][:3]:
             event = client.send_image(photo.read_bytes(), wait=True)
             assert client.get_event(event.event_id).event_id == event.event_id
+
+
+# LUNA's folder_uploader command line, as the reference gives it.
+SEED_COMMAND = (
+    "python3.7 folder_uploader.py --account_id 6d071cca-fda5-4a03-84d5-5bea65904480 "
+    '--source "Images/" --warped 0 --descriptor 1 --origin http://127.0.0.1:5000 --api 6 '
+    "--avatar 1 --list_id 0dde5158-e643-45a6-8a4d-ad42448a913b --name_as_userdata 1"
+)
+
+
+@pytest.mark.parametrize("descriptor", ["1", "0"])
+def test_the_seeds_uploader_command_line_runs_verbatim(
+    api: ApiProcess, testdata_dir: Path, tmp_path: Path, descriptor: str
+) -> None:
+    """Only the ids, the origin and --descriptor are ours; `facestream upload` stands for
+    `python3.7 folder_uploader.py`."""
+    people = johns(testdata_dir)
+    (tmp_path / "Images").mkdir()
+    for name, files in people.items():
+        shutil.copy(files[0], tmp_path / "Images" / f"{name}.jpg")
+    account = str(uuid.uuid4())
+    with Client(api.origin, account_id=account) as client:
+        list_id = client.create_list(user_data="seed")
+    argv = shlex.split(
+        SEED_COMMAND.replace("6d071cca-fda5-4a03-84d5-5bea65904480", account)
+        .replace("0dde5158-e643-45a6-8a4d-ad42448a913b", list_id)
+        .replace("http://127.0.0.1:5000", api.origin)
+        .replace("--descriptor 1", f"--descriptor {descriptor}")
+    )
+    assert argv[:2] == ["python3.7", "folder_uploader.py"]
+    ran = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "upload", *argv[2:]],
+        cwd=tmp_path,  # "Images/" is relative, as in the reference
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"done {len(people)}, skipped 0, failed 0, list id {list_id}" in ran.stdout
+    with Client(api.origin, account_id=account) as client:
+        assert client.get_list(list_id).face_count == len(people)
+        event = client.send_image(
+            people["John_Simm"][4].read_bytes(), list_ids=[list_id], wait=True
+        )
+    if descriptor == "1":
+        assert event.best_match is not None and event.best_match.user_data == "John_Simm.jpg"
+    else:  # enrolled without descriptors: nothing to match until a re-extraction
+        assert event.best_match is None and len(event.faces) == 1
+        assert "match nothing until a re-extraction" in ran.stderr

@@ -203,6 +203,7 @@ def test_the_command_exits_1_on_failures_then_0(
         ["--warped", "2"],
         ["--warped", "0", "--score-threshold", "1.5"],
         ["--warped", "0", "--yaw-threshold", "181"],
+        ["--warped", "0", "--api", "4"],
         [],
     ],
 )
@@ -219,3 +220,42 @@ def test_the_command_refuses_a_list_id_it_would_not_link(
 ) -> None:
     argv = ("--source", str(source), "--warped", "0", "--list-id", "l1", "--list-linked", "0")
     assert _run_cli(monkeypatch, FakeApi(), *argv) == 2
+
+
+def test_the_seeds_option_names_and_api_versions(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    source: Path,
+) -> None:
+    """folder_uploader's own spelling (underscores), --api 5 or 6, --descriptor as it says."""
+    fake = FakeApi()
+    client = functools.partial(AsyncClient, transport=fake.async_transport())
+    monkeypatch.setattr(uploader, "AsyncClient", client)
+    for api, descriptor in (("6", "1"), ("5", "0")):
+        fake.requests.clear()
+        (source / "_success_log.txt").unlink(missing_ok=True)  # all five tried again
+        argv = ["--account_id", ACCOUNT, "--source", str(source), "--warped", "0"]
+        argv += ["--descriptor", descriptor, "--api", api, "--name_as_userdata", "1"]
+        main(["upload", *argv])
+        posts = _face_posts(fake)
+        assert len(posts) == 5 and {r.headers["Luna-Account-Id"] for r in posts} == {ACCOUNT}
+        sent = {r.url.params.get("descriptor") for r in posts}
+        assert sent == ({None} if descriptor == "1" else {"0"})
+    assert "match nothing until a re-extraction" in caplog.text
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "upload",
+                "--account_id",
+                ACCOUNT,
+                "--source",
+                str(source),
+                "--warped",
+                "0",
+                "--api",
+                "7",
+            ]
+        )
+    assert "5 and 6 are both facestream's one HTTP API" in capsys.readouterr().err
