@@ -6,8 +6,14 @@ measured value and the version, with a code of its own.
 
 Interpretations of the reference:
 - V1 "minimal image height 480" is read as the short side (480p), as the same list accepts both
-  horizontal and vertical 720p/1080p images. V2 accepts 720x960 (mobile, either orientation) or
-  1280x720 (webcam): together, a short side of at least 720 and a long side of at least 960.
+  horizontal and vertical 720p/1080p images. V2 lists "mobile devices - 720 x 960 px" and
+  "webcam (PC or laptop) - 1280 x 720 px", width by height: a portrait phone frame or a landscape
+  webcam frame, each at least that large. So 960x720 (landscape, narrower than a webcam's) is
+  refused, and 720x1280 (a phone's portrait frame) accepted.
+- V1's eye distance "~90 pixels (it is forbidden to set the value lower than 80)" and its padding
+  ("the default minimum value of padding is 25") are settings in the reference: the defaults
+  here, which callers may raise (streams.settings' liveness section), and `requirements` keeps
+  the eye distance at 80 or more.
 - Padding / indent: the distance from the face box to each of the four image borders; a box
   reaching past a border measures negative. Pixel measures are reported rounded down, so a
   refused value never reads as the limit itself.
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from processors import align, pose
@@ -39,8 +45,7 @@ class Requirements:
     """One version's limits; 0 means the version has no such requirement."""
 
     name: str
-    min_short_side: int
-    min_long_side: int
+    min_sizes: tuple[tuple[int, int], ...]  # (width, height): an image at least one of them
     min_padding: int
     min_face_size: int
     min_eye_distance: int
@@ -49,22 +54,22 @@ class Requirements:
     max_roll: float
 
 
+V1_EYE_DISTANCE_FLOOR = 80  # "it is forbidden to set the value lower than 80 pixels"
+
 REQUIREMENTS: dict[Version, Requirements] = {
     "v1": Requirements(
         name="Liveness V1",
-        min_short_side=480,
-        min_long_side=0,
+        min_sizes=((480, 480),),  # 480p, either orientation
         min_padding=25,
         min_face_size=0,
-        min_eye_distance=80,
+        min_eye_distance=90,
         max_yaw=20.0,
         max_pitch=20.0,
         max_roll=30.0,
     ),
     "v2": Requirements(
         name="Liveness V2",
-        min_short_side=720,
-        min_long_side=960,
+        min_sizes=((720, 960), (1280, 720)),  # mobile (portrait), webcam (landscape)
         min_padding=10,
         min_face_size=200,
         min_eye_distance=0,
@@ -75,14 +80,37 @@ REQUIREMENTS: dict[Version, Requirements] = {
 }
 
 
-def check_image(version: Version, width: int, height: int) -> None:
-    """The resolution requirement: cheap, so callers run it before detection."""
+def requirements(
+    version: Version, *, min_padding: int | None = None, min_eye_distance: int | None = None
+) -> Requirements:
+    """A version's requirements with the configurable ones set (None: the default)."""
     rules = REQUIREMENTS[version]
-    short, long = sorted((width, height))
-    if short < rules.min_short_side or long < rules.min_long_side:
-        need = f"at least {rules.min_short_side} px on the short side"
-        if rules.min_long_side:
-            need += f" and {rules.min_long_side} px on the long side (720x960 or 1280x720)"
+    if min_eye_distance is not None and version == "v1":
+        if min_eye_distance < V1_EYE_DISTANCE_FLOOR:
+            raise ValueError(
+                f"Liveness V1's eye distance may not be set under {V1_EYE_DISTANCE_FLOOR} px, "
+                f"got {min_eye_distance}"
+            )
+        rules = replace(rules, min_eye_distance=min_eye_distance)
+    if min_padding is not None:
+        rules = replace(rules, min_padding=min_padding)
+    return rules
+
+
+def _rules(which: Version | Requirements) -> Requirements:
+    return which if isinstance(which, Requirements) else REQUIREMENTS[which]
+
+
+def check_image(which: Version | Requirements, width: int, height: int) -> None:
+    """The resolution requirement: cheap, so callers run it before detection."""
+    rules = _rules(which)
+    if not any(width >= w and height >= h for w, h in rules.min_sizes):
+        sizes = " or ".join(f"{w}x{h}" for w, h in rules.min_sizes)
+        need = (
+            f"at least {rules.min_sizes[0][0]} px on the short side"
+            if len(rules.min_sizes) == 1 and rules.min_sizes[0][0] == rules.min_sizes[0][1]
+            else f"at least {sizes} (width x height: a mobile portrait or a webcam landscape frame)"
+        )
         raise ProcessingError(
             f"image is {width}x{height}, {rules.name} needs {need}",
             code="liveness_image_too_small",
@@ -90,7 +118,7 @@ def check_image(version: Version, width: int, height: int) -> None:
 
 
 def check_faces(
-    version: Version,
+    which: Version | Requirements,
     width: int,
     height: int,
     detections: Sequence[Detection],
@@ -101,7 +129,7 @@ def check_faces(
     `pose_of` measures the face's head pose: pass `lambda d: estimator.estimate(image, d)` (a
     processors.pose.PoseEstimator); the five-point default misreads tilted faces.
     """
-    rules = REQUIREMENTS[version]
+    rules = _rules(which)
     if not detections:
         raise ProcessingError("no face found in the image", code="no_face")
     if len(detections) > 1:

@@ -60,6 +60,19 @@ class DetectionSettings(Section):
 class LivenessSettings(Section):
     threshold: float = Field(0.5, ge=0, le=1, description="probability above which a face is live")
     quality_threshold: float = Field(0.5, ge=0, le=1)
+    v1_min_eye_distance: int = Field(
+        90,
+        ge=80,
+        le=10_000,
+        description="Liveness V1's least distance between the eyes, px (the reference: ~90, "
+        "never under 80)",
+    )
+    v1_min_padding: int = Field(
+        25, ge=0, le=10_000, description="Liveness V1's least face-to-border distance, px"
+    )
+    v2_min_padding: int = Field(
+        10, ge=0, le=10_000, description="Liveness V2's least face-to-border distance, px"
+    )
 
 
 class LicenseSettings(Section):

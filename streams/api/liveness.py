@@ -136,10 +136,16 @@ def _estimate(
     """The image's one face and its LivenessResult, after the version's requirements."""
     image = _decode(services.settings, data)
     height, width = image.shape[:2]
-    requirements.check_image(version, width, height)
+    configured = services.settings.liveness
+    rules = requirements.requirements(
+        version,
+        min_padding=getattr(configured, f"{version}_min_padding"),
+        min_eye_distance=configured.v1_min_eye_distance if version == "v1" else None,
+    )
+    requirements.check_image(rules, width, height)
     detections = services.models.detector.detect(image)
     requirements.check_faces(
-        version, width, height, detections, lambda d: services.models.pose.estimate(image, d)
+        rules, width, height, detections, lambda d: services.models.pose.estimate(image, d)
     )
     face = detections[0]
     estimator = services.models.liveness

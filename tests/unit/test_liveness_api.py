@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -272,11 +273,11 @@ def grey(width: int, height: int) -> Image:
             1,
             lambda t: on_canvas(scaled(t, 0.35), 640, 480),
             "liveness_eye_distance_too_small",
-            "eye distance is 7[0-9] px, Liveness V1 needs at least 80 px",
+            "eye distance is 7[0-9] px, Liveness V1 needs at least 90 px",
         ),
         (
             2,
-            lambda t: on_canvas(scaled(t, 0.3), 960, 720),
+            lambda t: on_canvas(scaled(t, 0.3), 1280, 720),
             "liveness_face_too_small",
             "face is 1[2-3][0-9] px, Liveness V2",
         ),
@@ -414,3 +415,23 @@ def test_a_face_turned_in_the_image_is_measured_as_turned(
     else:
         assert (response.status_code, error_code(response)) == (400, code), response.text
         assert re.search(r"roll is -?(3[5-9]|4[0-5])\.", response.json()["desc"]), response.text
+
+
+def test_the_configurable_requirements_come_from_the_settings(
+    client: MakeClient, tom: Image
+) -> None:
+    """liveness.v1_min_eye_distance (never under 80) and v1/v2_min_padding."""
+    near_border = scaled(tom, 2)[:, 160:]  # face 4 px from the left border
+    refused = post(client(2, False), "/v1/liveness", near_border)
+    assert error_code(refused) == "liveness_face_near_border"
+    lenient = LivenessSettings(v2_min_padding=4)
+    answer = post(client(2, False, liveness=lenient), "/v1/liveness", near_border)
+    assert answer.status_code == 200, answer.text  # the box is 4.1 px from the border
+    small = on_canvas(scaled(tom, 0.4), 640, 480)  # 82 px between the eyes
+    default = post(client(1, True), "/v1/liveness", small)
+    assert error_code(default) == "liveness_eye_distance_too_small"
+    assert "needs at least 90 px" in default.json()["desc"]
+    eighty = LivenessSettings(v1_min_eye_distance=80)
+    assert post(client(1, True, liveness=eighty), "/v1/liveness", small).status_code == 200
+    with pytest.raises(ValidationError):
+        LivenessSettings(v1_min_eye_distance=79)

@@ -11,7 +11,7 @@ import pytest
 
 from processors import align
 from processors.errors import ProcessingError
-from processors.liveness_requirements import Version, check_faces, check_image
+from processors.liveness_requirements import Version, check_faces, check_image, requirements
 from processors.pose import PITCH_BIAS_5 as PITCH_BIAS
 from processors.pose import HeadPose, five_point
 from processors.types import Detection
@@ -76,8 +76,11 @@ def test_the_callers_pose_decides(version: Version) -> None:
     [
         ("v1", 640, 479, "image is 640x479, Liveness V1 needs at least 480 px on the short side"),
         ("v1", 479, 640, "image is 479x640"),
-        ("v2", 719, 1280, "image is 719x1280, Liveness V2 needs at least 720 px on the short"),
-        ("v2", 720, 959, "and 960 px on the long side"),
+        ("v2", 719, 1280, "image is 719x1280, Liveness V2 needs at least 720x960 or 1280x720"),
+        ("v2", 720, 959, "image is 720x959, Liveness V2 needs at least 720x960 or 1280x720"),
+        # Landscape but narrower than a webcam's 1280: neither listed size.
+        ("v2", 960, 720, "image is 960x720, Liveness V2 needs at least 720x960 or 1280x720"),
+        ("v2", 1279, 720, "image is 1279x720"),
     ],
 )
 def test_too_small_an_image_is_refused(
@@ -93,8 +96,11 @@ def test_too_small_an_image_is_refused(
 )
 def test_the_smallest_accepted_images(width: int, height: int) -> None:
     check_image("v1", width, height)
-    if min(width, height) >= 720:
-        check_image("v2", width, height)
+
+
+@pytest.mark.parametrize(("width", "height"), [(720, 960), (720, 1280), (1280, 720), (1920, 1080)])
+def test_v2_takes_a_phones_portrait_or_a_webcams_landscape_frame(width: int, height: int) -> None:
+    check_image("v2", width, height)
 
 
 def _refused(version: Version, detections: list[Detection], code: str, message: str) -> None:
@@ -151,10 +157,26 @@ def test_face_too_small_for_v2() -> None:
 
 
 def test_eyes_too_close_for_v1() -> None:
-    narrow = face(eyes=79.5)
-    message = "eye distance is 79 px, Liveness V1 needs at least 80 px"
+    narrow = face(eyes=89.5)
+    message = "eye distance is 89 px, Liveness V1 needs at least 90 px"
     _refused("v1", [narrow], "liveness_eye_distance_too_small", message)
     check_faces("v2", 1280, 720, [narrow])  # V2 has none: its box size stands in
+
+
+def test_v1s_eye_distance_and_paddings_are_settings_never_under_80_px() -> None:
+    lowered = requirements("v1", min_eye_distance=80)
+    check_faces(lowered, *SIZE["v1"], [face(eyes=85.0)])
+    with pytest.raises(
+        ProcessingError, match="eye distance is 79 px, Liveness V1 needs at least 80"
+    ):
+        check_faces(lowered, *SIZE["v1"], [face(eyes=79.5)])
+    with pytest.raises(ValueError, match="may not be set under 80 px"):
+        requirements("v1", min_eye_distance=79)
+    wider = requirements("v2", min_padding=40)
+    with pytest.raises(ProcessingError, match="Liveness V2 needs at least 40") as near:
+        check_faces(wider, 1280, 720, [face(x=30, y=410, size=300)])
+    assert near.value.code == "liveness_face_near_border"
+    check_faces("v2", 1280, 720, [face(x=30, y=410, size=300)])  # the default 10 passes
 
 
 @pytest.mark.parametrize(
