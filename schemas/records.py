@@ -70,7 +70,7 @@ class VersionedDescriptor(TypedDict):
 class DescribedFace(TypedDict):
     geometry: FaceGeometry
     sample_id: str
-    liveness: Liveness
+    liveness: Liveness | None
     descriptor: bytes
     other_descriptors: list[VersionedDescriptor]
 
@@ -96,6 +96,7 @@ class Detections(TypedDict):
     image_width: int
     image_height: int
     faces: list[DetectedFace]
+    estimate_liveness: bool
 
 
 EventStatus = Literal["ok", "error"]
@@ -110,7 +111,7 @@ class Match(TypedDict):
 class MatchedFace(TypedDict):
     geometry: FaceGeometry
     sample_id: str
-    liveness: Liveness
+    liveness: Liveness | None
     descriptor: bytes
     matches: list[Match]
     enrolled_face_id: str | None
@@ -146,6 +147,7 @@ class Image(TypedDict):
     data: bytes | None
     data_ref: str | None
     min_quality: float | None
+    estimate_liveness: bool | None
 
 
 class List(TypedDict):
@@ -159,7 +161,7 @@ class LiveFace(TypedDict):
     geometry: FaceGeometry
     sample_id: str
     sample: bytes
-    liveness: Liveness
+    liveness: Liveness | None
 
 
 class LivenessResults(TypedDict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,11 @@ def descriptor_row(
     }
 
 
+def _liveness(face: Record, measure: str) -> float:
+    liveness = face["liveness"]
+    return math.nan if liveness is None else float(liveness[measure])
+
+
 def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
     """One `events` row and the event faces' `descriptors` rows."""
     context = event["context"]
@@ -69,8 +75,9 @@ def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
             [g["x"], g["y"], g["width"], g["height"]] for g in (f["geometry"] for f in faces)
         ],
         "face_scores": [face["geometry"]["score"] for face in faces],
-        "liveness_probability": [face["liveness"]["probability"] for face in faces],
-        "liveness_quality": [face["liveness"]["quality"] for face in faces],
+        # NaN: not estimated (no liveness asked for, or none licensed); it passes no filter.
+        "liveness_probability": [_liveness(face, "probability") for face in faces],
+        "liveness_quality": [_liveness(face, "quality") for face in faces],
         "best_match_face_id": [m["face_id"] if m else "" for m in best],
         "best_match_similarity": [m["similarity"] if m else 0.0 for m in best],
         "enrolled_face_ids": [f["enrolled_face_id"] for f in faces if f["enrolled_face_id"]],

@@ -7,12 +7,14 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from processors.errors import ProcessingError
 from streams.api import render
 from streams.api.errors import ApiError
 from streams.api.requests import account_id, image_and_fields, query
 from streams.api.services import Services
 from streams.api.shapes import Accepted, Event, ImagesQuery
 from streams.api.spec import Operation
+from streams.control.licence import licensed
 
 MEDIA_TYPE = "application/json"
 # Most senders give no parameters: the defaults, validated once (query models are frozen).
@@ -33,6 +35,11 @@ async def send_image(request: Request) -> Response:
     data, _ = await image_and_fields(request, settings.api.max_body_bytes)
     if not data:
         raise ApiError(400, "empty_image", "the request carries no image bytes")
+    if params.estimate_liveness:
+        try:
+            licensed("images", settings)
+        except ProcessingError as refused:
+            raise ApiError(403, refused.code, refused.message) from None
     list_ids = params.list_id
     for list_id in list_ids:
         if services.directory.find_list(account, list_id) is None:
@@ -43,6 +50,7 @@ async def send_image(request: Request) -> Response:
         list_ids=list_ids,
         source=params.source,
         min_quality=params.min_quality,
+        estimate_liveness=params.estimate_liveness,
     )
     event_id: str = record["context"]["event_id"]
     finished = services.feed.expect(event_id) if params.wait else None
@@ -79,7 +87,12 @@ operations = [
         send_image,
         "Send an image into the pipeline",
         {202: Accepted, 200: Event},
-        {404: "list_not_found", 504: "pipeline_timeout: accepted, not finished in time"},
+        {
+            403: "estimate_liveness=1 under a licence without Liveness V2 in the pipeline "
+            "(liveness_not_licensed, liveness_v1_not_on_images, liveness_v1_option_conflict)",
+            404: "list_not_found",
+            504: "pipeline_timeout: accepted, not finished in time",
+        },
         query=ImagesQuery,
         image=True,
     )

@@ -1,6 +1,6 @@
 """POST /v1/liveness and /v1/sdk: LUNA-style Liveness V1/V2, chosen by licence and settings.
 
-Which version answers follows LUNA PLATFORM's tables (`liveness_version`); the licence is
+Which version answers follows LUNA PLATFORM's tables (streams.control.licence); the licence is
 checked before the body is read, so a call the licence refuses costs no upload or decoding.
 
 Both versions run the same estimator, the two MiniFASNets averaged as Silent-Face's own test.py
@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from processors import liveness_requirements as requirements
 from processors import quality as face_quality
+from processors.errors import ProcessingError
 from processors.image import decode_image
 from processors.liveness_requirements import Version
 from processors.types import Detection, ImageBGR
@@ -28,6 +29,7 @@ from streams.api import render, requests
 from streams.api.errors import ApiError
 from streams.api.shapes import OS_VALUES, LivenessQuery, LivenessResult, SdkFaces, SdkQuery
 from streams.api.spec import Operation, route_table
+from streams.control.licence import licensed
 from streams.models.modelset import ModelSet
 from streams.settings import Settings
 
@@ -39,59 +41,16 @@ class Services(Protocol):
     models: ModelSet
 
 
-def liveness_version(
-    resource: Literal["liveness", "sdk"], license_value: int, liveness_option: bool
-) -> Version:
-    """The Liveness version serving `resource`, or ApiError 403 saying what would enable one.
-
-    /liveness: licence 1 with the option on is V1, licence 2 with it off is V2. /sdk
-    (estimate_liveness=1): only licence 2 with the option off, V2; the reference wants the V1
-    service's option disabled there too, so licence 2 with it on is refused on both resources.
-    """
-    setting = f"license.liveness={license_value}"
-    option = f"additional_services_usage.liveness={str(liveness_option).lower()}"
-    enable = f"/{resource} needs " + (
-        "license.liveness=2 with additional_services_usage.liveness=false (Liveness V2)"
-        if resource == "sdk"
-        else "license.liveness=1 with additional_services_usage.liveness=true (Liveness V1), "
-        "or license.liveness=2 with it false (Liveness V2)"
-    )
-    if license_value == 0:
-        raise ApiError(
-            403, "liveness_not_licensed", f"the licence has no liveness ({setting}); {enable}"
-        )
-    if license_value == 1 and resource == "sdk":
-        raise ApiError(
-            403,
-            "liveness_v1_not_on_sdk",
-            f"the licence is Liveness V1 ({setting}), which serves /liveness only; {enable}",
-        )
-    if license_value == 1 and not liveness_option:
-        raise ApiError(
-            403,
-            "liveness_v1_disabled",
-            f"the licence is Liveness V1 ({setting}) but its service is off ({option}); {enable}",
-        )
-    if license_value == 2 and liveness_option:
-        raise ApiError(
-            403,
-            "liveness_v1_option_conflict",
-            f"the licence is Liveness V2 ({setting}), which needs the Liveness V1 service off, "
-            f"but {option}; {enable}",
-        )
-    return "v1" if license_value == 1 else "v2"
-
-
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
 def _version(request: Request, resource: Literal["liveness", "sdk"]) -> Version:
-    settings = _services(request).settings
-    return liveness_version(
-        resource, settings.license.liveness, settings.additional_services_usage.liveness
-    )
+    try:
+        return licensed(resource, _services(request).settings)
+    except ProcessingError as refused:
+        raise ApiError(403, refused.code, refused.message) from None
 
 
 def device_os(query: str | None, meta: str | None) -> str:

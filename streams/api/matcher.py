@@ -72,6 +72,7 @@ async def reference_vector(
     # An image reference is described as POST /v1/faces would with get_major_detection=1.
     options = FacesQuery(get_major_detection=True)
     ((_, vector),) = await run_in_threadpool(describe, services, ref.image_bytes(), options)
+    assert vector is not None  # the options ask for a descriptor
     return vector
 
 

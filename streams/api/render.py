@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,7 +73,9 @@ def event_from_row(row: Record) -> Event:
             "index": index,
             "box": _box(box[0], box[1], box[2], box[3], score),
             "sample_id": sample_id,
-            "liveness": {"probability": probability, "quality": quality},
+            "liveness": None  # NaN (JSON: null): not estimated
+            if probability is None or math.isnan(probability)
+            else {"probability": probability, "quality": quality},
             "matches": face_matches,
         }
         for index, sample_id, box, score, probability, quality, face_matches in zip(

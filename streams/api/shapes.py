@@ -173,6 +173,11 @@ class ImagesQuery(Query):
         "detection.min_quality; an image with no face reaching it ends as an error event, "
         "low_quality",
     )
+    estimate_liveness: Flag | None = Field(
+        None,
+        description="1: estimate liveness (403 when the licence forbids it in the pipeline: only "
+        "Liveness V2 serves it); 0: none; unset: when the licence allows it",
+    )
     wait: Flag = Field(False, description="1: answer with the finished event")
     timeout: float | None = Field(
         None, ge=0.1, le=300, allow_inf_nan=False, description="seconds to wait (api setting)"

@@ -255,6 +255,7 @@ class Endpoints:
         list_ids: Sequence[str] = (),
         source: str | None = None,
         min_quality: float | None = None,
+        estimate_liveness: bool | None = None,
         wait: Literal[False] = False,
         timeout: float | None = None,
     ) -> Call[str]: ...
@@ -266,6 +267,7 @@ class Endpoints:
         list_ids: Sequence[str] = (),
         source: str | None = None,
         min_quality: float | None = None,
+        estimate_liveness: bool | None = None,
         wait: Literal[True],
         timeout: float | None = None,
     ) -> Call[Event]: ...
@@ -277,6 +279,7 @@ class Endpoints:
         list_ids: Sequence[str] = (),
         source: str | None = None,
         min_quality: float | None = None,
+        estimate_liveness: bool | None = None,
         wait: bool,
         timeout: float | None = None,
     ) -> Call[str | Event]: ...
@@ -287,12 +290,15 @@ class Endpoints:
         list_ids: Sequence[str] = (),
         source: str | None = None,
         min_quality: float | None = None,
+        estimate_liveness: bool | None = None,
         wait: bool = False,
         timeout: float | None = None,
     ) -> Call[str] | Call[Event] | Call[str | Event]:
         """Sends an image into the pipeline: its event id, or with wait=True the finished Event
         (the server waits up to `timeout` seconds, then answers 504 `ApiError`). Faces under
-        `min_quality` (processors.quality) are refused: the event is an error, low_quality."""
+        `min_quality` (processors.quality) are refused: the event is an error, low_quality.
+        `estimate_liveness`: True asks for liveness (403 when the licence forbids it), False
+        asks for none, None leaves it to the licence."""
         request = self._request(
             "POST",
             "/v1/images",
@@ -300,6 +306,7 @@ class Endpoints:
                 list_id=list(list_ids),
                 source=source,
                 min_quality=min_quality,
+                estimate_liveness=None if estimate_liveness is None else _flag(estimate_liveness),
                 wait=_flag(wait),
                 timeout=timeout,
             ),

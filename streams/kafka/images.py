@@ -62,6 +62,7 @@ class ImageProducer:
         enroll: Record | None = None,
         event_id: str | None = None,
         min_quality: float | None = None,
+        estimate_liveness: bool | None = None,
     ) -> Image:
         event_id = event_id or str(uuid.uuid4())
         ref = None
@@ -83,6 +84,7 @@ class ImageProducer:
             "data": None if ref else data,
             "data_ref": ref,
             "min_quality": min_quality,
+            "estimate_liveness": estimate_liveness,
         }
 
     async def send(self, data: bytes, **options: Any) -> str:

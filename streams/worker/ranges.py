@@ -84,13 +84,20 @@ def _faces(record: Faced, faces: list[F], face: Callable[[str, F], None]) -> Non
         face(where, item)
 
 
-def _detected(where: str, face: DetectedFace) -> None:
-    _length(f"{where}.liveness_input", face["liveness_input"], LIVENESS_INPUT_BYTES)
+def _detected(estimate_liveness: bool) -> Callable[[str, DetectedFace], None]:
+    size = LIVENESS_INPUT_BYTES if estimate_liveness else 0  # no crops when not estimated
+
+    def check(where: str, face: DetectedFace) -> None:
+        _length(f"{where}.liveness_input", face["liveness_input"], size)
+
+    return check
 
 
 def _live(where: str, face: LiveFace | DescribedFace) -> None:
-    _number(f"{where}.liveness.probability", face["liveness"]["probability"], 0, 1)
-    _number(f"{where}.liveness.quality", face["liveness"]["quality"], 0, 1)
+    liveness = face["liveness"]
+    if liveness is not None:  # not estimated
+        _number(f"{where}.liveness.probability", liveness["probability"], 0, 1)
+        _number(f"{where}.liveness.quality", liveness["quality"], 0, 1)
 
 
 def _descriptor(where: str, version: int, vector: bytes) -> None:
@@ -110,7 +117,7 @@ def _described(version: int) -> Callable[[str, DescribedFace], None]:
 
 
 def _detections(record: Detections) -> None:
-    _faces(record, record["faces"], _detected)
+    _faces(record, record["faces"], _detected(record["estimate_liveness"]))
 
 
 def _liveness(record: LivenessResults) -> None:

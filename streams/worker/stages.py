@@ -37,6 +37,7 @@ from schemas.records import (
     MatchedFace,
     Sample,
 )
+from streams.control.licence import pipeline_estimates
 from streams.kafka import claim_check
 from streams.kafka.gallery import GalleryIndex, SearchRequest
 from streams.models.modelset import ModelSet
@@ -162,6 +163,7 @@ class DetectStage:
             data = read_image_bytes(record, limits)
             image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
             enroll = record["context"]["enroll"] is not None
+            estimate_liveness = pipeline_estimates(record["estimate_liveness"], settings)
             faces = select_faces(self.models.detector.detect(image), settings.detection, enroll)
             measured = [quality.estimate(image, d) for _, d in faces]
             minimum = max(record["min_quality"] or 0.0, settings.detection.min_quality)
@@ -175,13 +177,17 @@ class DetectStage:
             (index, detection), face_quality = faces[at], measured[at]
             sample_id = derived_id("sample", context["event_id"], index)
             sample = encode_jpeg(align.warp(image, detection.landmarks))
-            crops = self.models.liveness.crops(image, detection)
+            crops = (
+                np.ascontiguousarray(self.models.liveness.crops(image, detection), np.uint8)
+                if estimate_liveness
+                else np.empty(0, np.uint8)
+            )
             detected.append(
                 {
                     "geometry": _geometry(index, detection),
                     "sample_id": sample_id,
                     "sample": sample,
-                    "liveness_input": np.ascontiguousarray(crops, dtype=np.uint8).tobytes(),
+                    "liveness_input": crops.tobytes(),
                     "quality_parts": face_quality.parts(),
                 }
             )
@@ -200,6 +206,7 @@ class DetectStage:
             "image_width": width,
             "image_height": height,
             "faces": detected,
+            "estimate_liveness": estimate_liveness,
         }
         return Result([Emit("detections", context["event_id"], out), *samples])
 
@@ -214,12 +221,12 @@ class LivenessStage:
 
     def run(self, records: Sequence[Detections]) -> list[Result]:
         started = time.perf_counter()
+        estimated = [face for r in records if r["estimate_liveness"] for face in r["faces"]]
         crops = [
             np.frombuffer(face["liveness_input"], dtype=np.uint8).reshape(2, 80, 80, 3)
-            for record in records
-            for face in record["faces"]
+            for face in estimated
         ]
-        parts = [face["quality_parts"] for record in records for face in record["faces"]]
+        parts = [face["quality_parts"] for face in estimated]
         # Parts are empty in detections from before them: quality 0, not measured.
         qualities = [min(p.values(), default=0.0) for p in parts]
         estimates = iter(self.models.liveness.estimate(crops, qualities) if crops else [])
@@ -231,7 +238,11 @@ class LivenessStage:
                     "geometry": face["geometry"],
                     "sample_id": face["sample_id"],
                     "sample": face["sample"],
-                    "liveness": _liveness(next(estimates), next(measured)),
+                    "liveness": (
+                        _liveness(next(estimates), next(measured))
+                        if record["estimate_liveness"]
+                        else None
+                    ),
                 }
                 for face in record["faces"]
             ]

@@ -220,3 +220,18 @@ def test_the_seeds_uploader_command_line_runs_verbatim(
     else:  # enrolled without descriptors: nothing to match until a re-extraction
         assert event.best_match is None and len(event.faces) == 1
         assert "match nothing until a re-extraction" in ran.stderr
+
+
+def test_an_image_sent_without_liveness_is_stored_without(
+    api: ApiProcess, testdata_dir: Path
+) -> None:
+    photo = johns(testdata_dir)["John_Savage"][1].read_bytes()
+    with Client(api.origin, account_id=str(uuid.uuid4())) as client:
+        without = client.send_image(photo, estimate_liveness=False, wait=True)
+        default = client.send_image(photo, wait=True)  # the default licence: Liveness V2
+        assert [f.liveness for f in without.faces] == [None]
+        assert default.faces[0].liveness is not None
+        assert client.get_event(without.event_id).faces[0].liveness is None  # NaN in ClickHouse
+        assert client.get_event(default.event_id).faces[0].liveness == default.faces[0].liveness
+        live = client.list_events(liveness_gte=0.0).items
+        assert [e.event_id for e in live] == [default.event_id]  # not estimated passes no filter

@@ -78,6 +78,7 @@ def image(account: str, data: bytes | None = b"", created_at: datetime | None = 
         "data": data,
         "data_ref": None,
         "min_quality": None,
+        "estimate_liveness": None,
     }
 
 

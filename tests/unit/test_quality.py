@@ -183,10 +183,12 @@ def test_a_minimum_quality_refuses_images_in_the_pipeline(models_dir: Path, tom:
     assert (good["status"], bad["status"]) == ("ok", "error")
     assert bad["error_code"] == "low_quality" and "blur 0.00" in str(bad["error_message"])
     (face,) = good["faces"]
-    parts = face["liveness"]["quality_parts"]
+    liveness = face["liveness"]
+    assert liveness is not None
+    parts = liveness["quality_parts"]
     assert sorted(parts) == sorted(FaceQuality.__slots__)
-    assert face["liveness"]["quality"] == pytest.approx(min(parts.values()))
-    assert face["liveness"]["quality"] >= 0.9
+    assert liveness["quality"] == pytest.approx(min(parts.values()))
+    assert liveness["quality"] >= 0.9
 
 
 def _jpeg_bytes(image: ImageBGR) -> bytes:
