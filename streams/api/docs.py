@@ -78,13 +78,18 @@ def render_html(spec: dict[str, Any]) -> str:
 
 
 async def health(request: Request) -> JSONResponse:
-    """Up or not, and where the models run, for anyone; the counts (every account's) for the
+    """Up or not for anyone; the counts (every account's) and where the models run for the
     administrator only."""
-    runtime = {"runtime_providers": tuple(providers()), "models": opened_models()}
     if not is_admin(request):
-        return render.respond(Health(status="ok", **runtime), exclude_none=True)
+        return JSONResponse({"status": "ok"})
     directory = request.app.state.services.directory
-    counts = Health(status="ok", faces=len(directory.faces), lists=len(directory.lists), **runtime)
+    counts = Health(
+        status="ok",
+        faces=len(directory.faces),
+        lists=len(directory.lists),
+        runtime_providers=tuple(providers()),
+        models=opened_models(),
+    )
     return render.respond(counts)
 
 

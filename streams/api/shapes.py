@@ -134,10 +134,14 @@ class Health(Shape):
     faces: int | None = Field(None, description="every account's faces (administrator only)")
     lists: int | None = Field(None, description="every account's lists (administrator only)")
     runtime_providers: tuple[str, ...] = Field(
-        (), description="onnxruntime's execution providers here, the preferred first"
+        (),
+        description="onnxruntime's execution providers here, the preferred first "
+        "(administrator only)",
     )
     models: dict[str, str] = Field(
-        {}, description="the provider each model file this process opened runs on (on first use)"
+        {},
+        description="the provider each model file this process opened runs on, once used "
+        "(administrator only)",
     )
     model_config = ConfigDict(
         json_schema_extra=examples(

@@ -243,7 +243,7 @@ def test_health_shows_counts_to_the_administrator_only(
 ) -> None:
     assert providers()[-1] == "CPUExecutionProvider"
     runtime = {"runtime_providers": providers(), "models": opened_models()}
-    assert client.get("/v1/health").json() == {"status": "ok", **runtime}
+    assert client.get("/v1/health").json() == {"status": "ok"}
     assert client.get("/v1/health", headers=ADMIN).json() == {
         "status": "ok",
         "faces": 1,
