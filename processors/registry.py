@@ -34,11 +34,24 @@ SFACE = Model("sface", "sface_2021dec.onnx")
 DLIB_RESNET = Model("dlib_resnet", "dlib_resnet_v1.onnx")
 # face-api's FaceLandmark68Net (processors.convert.faceapi_landmarks68), for head pose.
 LANDMARKS68 = Model("landmarks68", "faceapi_landmark68.onnx")
+# face-api's AgeGenderNet and FaceExpressionNet (processors.convert.faceapi_attributes).
+AGE_GENDER = Model("age_gender", "faceapi_age_gender.onnx")
+EXPRESSION = Model("expression", "faceapi_expression.onnx")
 MINIFASNET_V2 = Model("minifasnet_v2", "minifasnet_v2_2.7_80x80.onnx")
 MINIFASNET_V1SE = Model("minifasnet_v1se", "minifasnet_v1se_4.0_80x80.onnx")
 
 MODELS: dict[str, Model] = {
-    m.name: m for m in (YUNET, SFACE, DLIB_RESNET, LANDMARKS68, MINIFASNET_V2, MINIFASNET_V1SE)
+    m.name: m
+    for m in (
+        YUNET,
+        SFACE,
+        DLIB_RESNET,
+        LANDMARKS68,
+        AGE_GENDER,
+        EXPRESSION,
+        MINIFASNET_V2,
+        MINIFASNET_V1SE,
+    )
 }
 
 # A stored descriptor keeps its version forever: descriptors of different versions never compare.

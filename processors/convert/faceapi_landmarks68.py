@@ -34,10 +34,32 @@ PIXEL_SCALE = 255.0
 BLOCKS = ("dense0", "dense1", "dense2", "dense3")
 
 
-class _DenseNetBuilder(GraphBuilder):
+class FaceApiBuilder(GraphBuilder):
+    """face-api's layers over its 112x112 nets' weights (also the attribute nets')."""
+
     def __init__(self, weights: Weights) -> None:
         super().__init__()
         self.weights = weights
+
+    def normalized_input(self) -> str:
+        """`input` (NHWC RGB 0-255) as the nets read it: (x - mean RGB) / 255, NCHW."""
+        mean = self.constant("mean_rgb", np.array(MEAN_RGB, np.float32))
+        scale = self.constant("pixel_scale", np.array(1.0 / PIXEL_SCALE, np.float32))
+        x = self.node("Sub", ["input", mean], "centered")
+        x = self.node("Mul", [x, scale], "normalized")
+        return self.node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+
+    def pooled(self, x: str) -> str:
+        """The 7x7/2 valid average pool (7x7 -> 1x1) every head reads, flattened."""
+        x = self.node("AveragePool", [x], "pool", kernel_shape=[7, 7], strides=[2, 2])
+        return self.node("Flatten", [x], "pooled", axis=1)
+
+    def fully_connected(self, x: str, prefix: str, output: str) -> str:
+        w = self.constant(f"{prefix}/w", self.weights[f"{prefix}/weights"])  # [in, out]
+        x = self.node("MatMul", [x, w], prefix)
+        return self.node(
+            "Add", [x, self.constant(f"{prefix}/b", self.weights[f"{prefix}/bias"])], output
+        )
 
     @staticmethod
     def _same_pads(stride: int) -> list[int]:
@@ -79,6 +101,12 @@ class _DenseNetBuilder(GraphBuilder):
             total = self.node("Relu", [total], f"{prefix}/in{index + 1}")
         return total
 
+    def dense_features(self, x: str) -> str:
+        """FaceFeatureExtractor's four dense blocks: [N, 256, 7, 7]."""
+        for index, block in enumerate(BLOCKS):
+            x = self.dense_block(x, block, first=index == 0)
+        return x
+
 
 def build_onnx(manifest: list[dict[str, Any]], weight_files: dict[str, bytes]) -> bytes:
     """The serialized ONNX model of face-api's FaceLandmark68Net.
@@ -86,19 +114,8 @@ def build_onnx(manifest: list[dict[str, Any]], weight_files: dict[str, bytes]) -
     `manifest` is the parsed `face_landmark_68_model-weights_manifest.json`, `weight_files` maps
     each shard path it names (`face_landmark_68_model.bin`) to that file's bytes.
     """
-    g = _DenseNetBuilder(dequantize(manifest, weight_files))
-    mean = g.constant("mean_rgb", np.array(MEAN_RGB, np.float32))
-    scale = g.constant("pixel_scale", np.array(1.0 / PIXEL_SCALE, np.float32))
-    x = g.node("Sub", ["input", mean], "centered")
-    x = g.node("Mul", [x, scale], "normalized")
-    x = g.node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
-    for index, block in enumerate(BLOCKS):
-        x = g.dense_block(x, block, first=index == 0)
-    x = g.node("AveragePool", [x], "pool", kernel_shape=[7, 7], strides=[2, 2])
-    x = g.node("Flatten", [x], "pooled", axis=1)
-    fc = g.constant("fc/w", g.weights["fc/weights"])  # [256, 136], ready for MatMul
-    x = g.node("MatMul", [x, fc], "fc")
-    g.node("Add", [x, g.constant("fc/b", g.weights["fc/bias"])], "landmarks")
+    g = FaceApiBuilder(dequantize(manifest, weight_files))
+    g.fully_connected(g.pooled(g.dense_features(g.normalized_input())), "fc", "landmarks")
 
     inputs = [
         helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", INPUT_SIZE, INPUT_SIZE, 3])

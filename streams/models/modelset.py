@@ -6,13 +6,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from processors import registry
+from processors.attributes import AgeGenderNet, ExpressionNet, FaceApiAttributes
 from processors.detector import YuNetDetector
 from processors.extract_dlib import DlibResNetExtractor
 from processors.extract_sface import SFaceExtractor
 from processors.landmarks68 import FaceLandmarks68
 from processors.liveness import MiniFASNetLiveness
 from processors.pose import PoseEstimator
-from processors.types import DescriptorExtractor, FaceDetector, LivenessEstimator
+from processors.types import (
+    AttributeEstimator,
+    DescriptorExtractor,
+    FaceDetector,
+    LivenessEstimator,
+)
 
 _EXTRACTORS: dict[str, type[SFaceExtractor] | type[DlibResNetExtractor]] = {
     "sface": SFaceExtractor,
@@ -34,6 +40,7 @@ class ModelSet:
     _detector: FaceDetector | None = None
     _liveness: LivenessEstimator | None = None
     _pose: PoseEstimator | None = None
+    _attributes: AttributeEstimator | None = None
     _extractors: dict[tuple[int, int | None], DescriptorExtractor] = field(default_factory=dict)
 
     @property
@@ -61,6 +68,16 @@ class ModelSet:
             path = registry.model_path(registry.LANDMARKS68.name, self.models_dir)
             self._pose = PoseEstimator(FaceLandmarks68(path))
         return self._pose
+
+    @property
+    def attributes(self) -> AttributeEstimator:
+        """Age, gender and expression (processors.attributes)."""
+        if self._attributes is None:
+            self._attributes = FaceApiAttributes(
+                AgeGenderNet(registry.model_path(registry.AGE_GENDER.name, self.models_dir)),
+                ExpressionNet(registry.model_path(registry.EXPRESSION.name, self.models_dir)),
+            )
+        return self._attributes
 
     def set_detection_threshold(self, threshold: float) -> None:
         self.detection_threshold = threshold

