@@ -187,6 +187,7 @@ def enroll_bare(models: ModelSet, known: list[bytes]) -> GalleryIndex:
             "sample_id": None,
             "created_at": datetime.now(UTC),
             "descriptors": [{"version": 1, "vector": vector.astype("<f4").tobytes()}],
+            "attributes": None,
         }
         gallery.apply(f"p{i}", face)
     return gallery

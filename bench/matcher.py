@@ -93,6 +93,7 @@ def face_record(i: int, vector: Vectors, created_at: datetime) -> Face:
         "sample_id": None,
         "created_at": created_at,
         "descriptors": [{"version": VERSION, "vector": vector.astype("<f4").tobytes()}],
+        "attributes": None,
     }
 
 

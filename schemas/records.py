@@ -7,6 +7,13 @@ from datetime import datetime
 from typing import Literal, TypedDict
 
 
+class Attributes(TypedDict):
+    age: float
+    gender: str
+    gender_probability: float
+    expressions: dict[str, float]
+
+
 class ConfigChange(TypedDict):
     section: str
     values_json: str | None
@@ -71,6 +78,7 @@ class DescribedFace(TypedDict):
     geometry: FaceGeometry
     sample_id: str
     liveness: Liveness | None
+    attributes: Attributes | None
     descriptor: bytes
     other_descriptors: list[VersionedDescriptor]
 
@@ -89,6 +97,7 @@ class DetectedFace(TypedDict):
     sample: bytes
     liveness_input: bytes
     quality_parts: dict[str, float]
+    attributes: Attributes | None
 
 
 class Detections(TypedDict):
@@ -112,6 +121,7 @@ class MatchedFace(TypedDict):
     geometry: FaceGeometry
     sample_id: str
     liveness: Liveness | None
+    attributes: Attributes | None
     descriptor: bytes
     matches: list[Match]
     enrolled_face_id: str | None
@@ -140,6 +150,7 @@ class Face(TypedDict):
     sample_id: str | None
     created_at: datetime
     descriptors: list[VersionedDescriptor]
+    attributes: Attributes | None
 
 
 class Image(TypedDict):
@@ -148,6 +159,7 @@ class Image(TypedDict):
     data_ref: str | None
     min_quality: float | None
     estimate_liveness: bool | None
+    estimate_basic_attributes: bool | None
 
 
 class List(TypedDict):
@@ -162,6 +174,7 @@ class LiveFace(TypedDict):
     sample_id: str
     sample: bytes
     liveness: Liveness | None
+    attributes: Attributes | None
 
 
 class LivenessResults(TypedDict):

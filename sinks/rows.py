@@ -42,6 +42,11 @@ def descriptor_row(
     }
 
 
+def _attribute(face: Record, name: str, absent: Any) -> Any:
+    attributes = face.get("attributes")
+    return absent if attributes is None else attributes[name]
+
+
 def _liveness(face: Record, measure: str) -> float:
     liveness = face["liveness"]
     return math.nan if liveness is None else float(liveness[measure])
@@ -78,6 +83,15 @@ def event_rows(event: Record, now: datetime) -> tuple[Record, list[Record]]:
         # NaN: not estimated (no liveness asked for, or none licensed); it passes no filter.
         "liveness_probability": [_liveness(face, "probability") for face in faces],
         "liveness_quality": [_liveness(face, "quality") for face in faces],
+        # NaN ages, empty genders and {} where not estimated.
+        "face_ages": [_attribute(face, "age", math.nan) for face in faces],
+        "face_genders": [_attribute(face, "gender", "") for face in faces],
+        "face_gender_probabilities": [
+            _attribute(face, "gender_probability", math.nan) for face in faces
+        ],
+        "face_expressions_json": json.dumps(
+            [_attribute(face, "expressions", {}) for face in faces]
+        ),
         "best_match_face_id": [m["face_id"] if m else "" for m in best],
         "best_match_similarity": [m["similarity"] if m else 0.0 for m in best],
         "enrolled_face_ids": [f["enrolled_face_id"] for f in faces if f["enrolled_face_id"]],
@@ -113,11 +127,13 @@ def face_rows(face_id: str, face: Record | None, now: datetime) -> tuple[Record,
             "user_data": None,
             "event_id": None,
             "sample_id": None,
+            "attributes_json": "",
             "created_at": now,
             "deleted": 1,
             "updated_at": now,
         }
         return tombstone, []
+    attributes = face.get("attributes")  # None or absent: not estimated
     row = {
         "face_id": face_id,
         "account_id": face["account_id"],
@@ -125,6 +141,7 @@ def face_rows(face_id: str, face: Record | None, now: datetime) -> tuple[Record,
         "user_data": face["user_data"],
         "event_id": face["event_id"],
         "sample_id": face["sample_id"],
+        "attributes_json": "" if attributes is None else json.dumps(attributes),
         "created_at": face["created_at"],
         "deleted": 0,
         "updated_at": now,

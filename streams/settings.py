@@ -75,6 +75,14 @@ class LivenessSettings(Section):
     )
 
 
+class AttributesSettings(Section):
+    estimate: bool = Field(
+        False,
+        description="the pipeline estimates each face's basic attributes (age, gender, "
+        "expression; about 5 ms a face); an image may ask otherwise (estimate_basic_attributes)",
+    )
+
+
 class LicenseSettings(Section):
     # Integer ranges rather than Literal: environment values arrive as strings.
     liveness: int = Field(
@@ -235,6 +243,7 @@ class Settings(BaseSettings):
     image: ImageSettings = ImageSettings()
     detection: DetectionSettings = DetectionSettings()
     liveness: LivenessSettings = LivenessSettings()
+    attributes: AttributesSettings = AttributesSettings()
     match: MatchSettings = MatchSettings()
     descriptor: DescriptorSettings = DescriptorSettings()
     storage: StorageSettings = StorageSettings()

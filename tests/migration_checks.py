@@ -16,13 +16,24 @@ def tables(client: ClickHouseClient, database: str) -> set[str]:
     return {row["name"] for row in rows}
 
 
-def has_face_indexes(client: ClickHouseClient, database: str) -> bool:
+def _has_column(client: ClickHouseClient, database: str, table: str, column: str) -> bool:
     rows = client.query(
-        "SELECT name FROM system.columns WHERE database = %(db)s AND table = 'events' "
-        "AND name = 'face_indexes'",
-        {"db": database},
+        "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s "
+        "AND name = %(column)s",
+        {"db": database, "table": table, "column": column},
     )
     return len(rows) == 1
+
+
+def has_face_indexes(client: ClickHouseClient, database: str) -> bool:
+    return _has_column(client, database, "events", "face_indexes")
+
+
+def has_attributes(client: ClickHouseClient, database: str) -> bool:
+    """Migration 3: both tables' attribute columns."""
+    return _has_column(client, database, "events", "face_ages") and _has_column(
+        client, database, "faces", "attributes_json"
+    )
 
 
 def versions(migrations: list[migrate.Migration]) -> list[int]:
@@ -32,50 +43,54 @@ def versions(migrations: list[migrate.Migration]) -> list[int]:
 def upgrade_then_rerun_is_a_noop(client: ClickHouseClient, database: str) -> None:
     assert migrate.status(client, database).pending == migrate.available()  # reads only
     assert tables(client, database) == set()
-    assert versions(migrate.upgrade(client, database)) == [1, 2]
+    assert versions(migrate.upgrade(client, database)) == [1, 2, 3]
     assert migrate.upgrade(client, database) == []
     assert tables(client, database) == TABLES and has_face_indexes(client, database)
+    assert has_attributes(client, database)
     status = migrate.status(client, database)
-    assert (status.current, status.applied, status.pending) == (2, [1, 2], [])
+    assert (status.current, status.applied, status.pending) == (3, [1, 2, 3], [])
     migrate.require_newest(client, database)
 
 
 def upgrade_to_a_version_and_status(client: ClickHouseClient, database: str) -> None:
     assert versions(migrate.upgrade(client, database, to=1)) == [1]
     status = migrate.status(client, database)
-    assert (status.current, versions(status.pending)) == (1, [2])
+    assert (status.current, versions(status.pending)) == (1, [2, 3])
     assert not has_face_indexes(client, database)
     with pytest.raises(migrate.SchemaBehind) as behind:
         migrate.require_newest(client, database)
-    assert (behind.value.current, behind.value.needed) == (1, 2)
-    assert versions(migrate.upgrade(client, database)) == [2]
-    assert has_face_indexes(client, database)
+    assert (behind.value.current, behind.value.needed) == (1, 3)
+    assert versions(migrate.upgrade(client, database)) == [2, 3]
+    assert has_face_indexes(client, database) and has_attributes(client, database)
 
 
 def downgrade_and_upgrade_again(client: ClickHouseClient, database: str) -> None:
     migrate.upgrade(client, database)
+    assert versions(migrate.downgrade(client, database, to=2)) == [3]
+    assert not has_attributes(client, database) and has_face_indexes(client, database)
     assert versions(migrate.downgrade(client, database, to=1)) == [2]
     assert not has_face_indexes(client, database)
     assert versions(migrate.downgrade(client, database, to=0)) == [1]
     assert migrate.downgrade(client, database, to=0) == []
     assert tables(client, database) == {"schema_migrations"}
     status = migrate.status(client, database)
-    assert (status.current, versions(status.pending)) == (0, [1, 2])
-    assert versions(migrate.upgrade(client, database)) == [1, 2]
+    assert (status.current, versions(status.pending)) == (0, [1, 2, 3])
+    assert versions(migrate.upgrade(client, database)) == [1, 2, 3]
     assert tables(client, database) == TABLES and has_face_indexes(client, database)
-    assert migrate.status(client, database).current == 2
+    assert migrate.status(client, database).current == 3
 
 
 def partial_apply_then_rerun(client: ClickHouseClient, database: str) -> None:
     """Every statement ran but nothing was recorded (a process killed before the log row):
-    the re-run runs them all again and records both versions."""
+    the re-run runs them all again and records every version."""
     migrate.upgrade(client, database, to=0)  # the database and its log only
     for migration in migrate.available():
         for statement in migration.up:
             migrate.run(client, database, statement)
     assert migrate.status(client, database).current == 0
-    assert versions(migrate.upgrade(client, database)) == [1, 2]
+    assert versions(migrate.upgrade(client, database)) == [1, 2, 3]
     assert tables(client, database) == TABLES and has_face_indexes(client, database)
+    assert has_attributes(client, database)
 
 
 # Every check above, each run by both tests on a database of its own.

@@ -100,6 +100,7 @@ def descriptors(
                 "geometry": geometry(i, landmark=1.0),
                 "sample_id": str(uuid.uuid4()),
                 "liveness": {"probability": 0.9, "quality": 0.9, "quality_parts": {"blur": 0.9}},
+                "attributes": None,
                 "descriptor": vector.astype("<f4").tobytes(),
                 "other_descriptors": [],
             }

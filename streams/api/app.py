@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from streams.api import docs, events, faces, ingest, lists, liveness, matcher, tasks, ws
+from streams.api import (
+    descriptors,
+    docs,
+    events,
+    faces,
+    ingest,
+    lists,
+    liveness,
+    matcher,
+    tasks,
+    ws,
+)
 from streams.api.errors import HANDLERS
 from streams.api.services import Services
 from streams.api.spec import Operation, route_table
@@ -20,6 +31,7 @@ API: tuple[Operation, ...] = (
     *ingest.operations,
     *events.operations,
     *lists.operations,
+    *descriptors.operations,
     *faces.operations,
     *matcher.operations,
     *liveness.operations,

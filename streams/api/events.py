@@ -33,9 +33,32 @@ CONDITIONS = {
 }
 
 
+# The age range and gender select events with one face meeting them all: one condition.
+ATTRIBUTE_FILTERS = ("age_gte", "age_lte", "gender")
+ATTRIBUTES_CONDITION = (
+    "arrayExists((a, g) -> a >= %(age_from)s AND a <= %(age_to)s "
+    "AND (%(gender)s = '' OR g = %(gender)s) AND g != '', face_ages, face_genders)"
+)
+AGES = (0.0, 200.0)  # the filters' range: every estimated age
+
+
+def _attribute_bounds(given: EventFilters) -> tuple[float, float, str]:
+    return (
+        AGES[0] if given.age_gte is None else given.age_gte,
+        AGES[1] if given.age_lte is None else given.age_lte,
+        given.gender or "",
+    )
+
+
 def accepts(given: EventFilters, event: Event) -> bool:
     """Whether `event` passes the filters given, as CONDITIONS select stored events."""
     faces = event.faces
+    low, high, gender = _attribute_bounds(given)
+    fitting = [
+        a
+        for a in (face.basic_attributes for face in faces)
+        if a is not None and low <= a.age <= high and gender in ("", a.gender)
+    ]
     best = [face.matches[0].similarity if face.matches else 0.0 for face in faces]  # as stored
     alive = [face.liveness.probability if face.liveness else None for face in faces]
     return not (
@@ -47,6 +70,7 @@ def accepts(given: EventFilters, event: Event) -> bool:
         )
         or (given.status is not None and event.status != given.status)
         or (given.error_code is not None and event.error_code != given.error_code)
+        or (any(getattr(given, f) is not None for f in ATTRIBUTE_FILTERS) and not fitting)
     )
 
 
@@ -58,6 +82,9 @@ def filters(given: EventsQuery, account: str) -> tuple[list[str], dict[str, Para
         if value is not None:
             conditions.append(condition)
             params[name] = _datetime(value) if isinstance(value, datetime) else value
+    if any(getattr(given, name) is not None for name in ATTRIBUTE_FILTERS):
+        conditions.append(ATTRIBUTES_CONDITION)
+        params["age_from"], params["age_to"], params["gender"] = _attribute_bounds(given)
     return conditions, params
 
 

@@ -3,9 +3,12 @@ read and deleted. Faces live on the compacted faces topic that every matcher fol
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from processors import align, pose
 from processors import quality as face_quality
 from processors.errors import ProcessingError
+from processors.extract_dlib import CHIP_SIZE, SAMPLE_TO_CHIP
 from processors.image import decode_image, encode_jpeg
 from processors.pose import HeadPose, PoseOf
-from processors.types import Detection, ImageBGR
+from processors.types import Detection, FaceAttributes, ImageBGR
 from schemas import records
 from streams.api import render
 from streams.api.errors import ApiError, not_found
@@ -67,8 +71,30 @@ def _pose_ok(options: FacesQuery, angles: HeadPose) -> bool:
     return all(limit is None or abs(angle) <= limit for limit, angle in limits)
 
 
-def samples_of(services: Services, data: bytes, options: FacesQuery) -> list[ImageBGR]:
-    """The 250x250 aligned samples the image yields (it is one already when warped)."""
+def _warped_face() -> Detection:
+    """The face of a warped (sample) image: its points where the sample puts them, its box the
+    square dlib's 150x150 chip takes from the sample. The johns are such chips (face-api.js's
+    own outputs on whole chips are golden values of tests/unit/test_attributes.py); warped to
+    samples, all 55 read male in this box (tests/unit/test_basic_attributes_api.py checks one)."""
+    back = cv2.invertAffineTransform(SAMPLE_TO_CHIP)  # turns 0.3 degrees: the box ignores it
+    side = CHIP_SIZE * math.hypot(back[0, 0], back[1, 0])
+    return Detection(float(back[0, 2]), float(back[1, 2]), side, side, 1.0, align.SAMPLE_TEMPLATE)
+
+
+WARPED_FACE = _warped_face()
+
+
+class Described(NamedTuple):
+    sample: bytes  # JPEG
+    vector: np.ndarray | None  # None when the options ask for no descriptor
+    attributes: records.Attributes | None  # None unless the options ask for them
+
+
+def _faces_of(
+    services: Services, data: bytes, options: FacesQuery
+) -> tuple[ImageBGR, list[Detection]]:
+    """The decoded image and its faces that pass the options; a warped image is one sample,
+    its face WARPED_FACE."""
     limits = services.settings.image
     image = decode_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
     if options.warped:
@@ -78,7 +104,7 @@ def samples_of(services: Services, data: bytes, options: FacesQuery) -> list[Ima
                 f"{image.shape[1]}x{image.shape[0]}",
                 code="bad_warped_image",
             )
-        return [image]
+        return image, [WARPED_FACE]
     found = services.models.detector.detect(image)
     found = choose(
         options,
@@ -87,20 +113,36 @@ def samples_of(services: Services, data: bytes, options: FacesQuery) -> list[Ima
         services.settings.detection.min_quality,
         lambda d: services.models.pose.estimate(image, d),
     )
-    return [align.warp(image, d.landmarks) for d in found]
+    return image, found
 
 
-def describe(
-    services: Services, data: bytes, options: FacesQuery
-) -> list[tuple[bytes, np.ndarray | None]]:
-    """(sample JPEG, descriptor) per face, with the default descriptor version (None when the
-    options ask for no descriptor)."""
-    samples = samples_of(services, data, options)
-    if not options.descriptor:
-        return [(encode_jpeg(s), None) for s in samples]
-    version = services.settings.descriptor.default_face_descriptor_version
-    vectors = services.models.extractor(version).extract(samples)
-    return [(encode_jpeg(s), v) for s, v in zip(samples, vectors, strict=True)]
+def describe(services: Services, data: bytes, options: FacesQuery) -> list[Described]:
+    """Each face's 250x250 aligned sample (a warped image is one already), descriptor of the
+    default version and basic attributes (estimated on the image, in the face's box)."""
+    image, found = _faces_of(services, data, options)
+    samples = [image] if options.warped else [align.warp(image, d.landmarks) for d in found]
+    vectors: list[np.ndarray | None] = [None] * len(found)
+    if options.descriptor:
+        version = services.settings.descriptor.default_face_descriptor_version
+        vectors = list(services.models.extractor(version).extract(samples))
+    attributes: list[records.Attributes | None] = [None] * len(found)
+    if options.basic_attr:
+        estimator = services.models.attributes
+        estimated = estimator.estimate([estimator.crop(image, d) for d in found])
+        attributes = [attributes_record(a) for a in estimated]
+    return [
+        Described(encode_jpeg(s), v, a)
+        for s, v, a in zip(samples, vectors, attributes, strict=True)
+    ]
+
+
+def attributes_record(found: FaceAttributes) -> records.Attributes:
+    return {
+        "age": found.age,
+        "gender": found.gender,
+        "gender_probability": found.gender_probability,
+        "expressions": found.expressions,
+    }
 
 
 def face_record(
@@ -111,6 +153,7 @@ def face_record(
     *,
     event_id: str | None,
     sample_id: str | None,
+    attributes: records.Attributes | None = None,
 ) -> records.Face:
     return {
         "face_id": str(uuid.uuid4()),
@@ -121,6 +164,7 @@ def face_record(
         "sample_id": sample_id,
         "created_at": datetime.now(UTC),
         "descriptors": descriptors,
+        "attributes": attributes,
     }
 
 
@@ -144,7 +188,7 @@ async def create_faces(request: Request) -> JSONResponse:
     described = await run_in_threadpool(describe, services, data, given)
     version = services.settings.descriptor.default_face_descriptor_version
     created = []
-    for sample, vector in described:
+    for sample, vector, attributes in described:
         sample_id = str(uuid.uuid4())
         await services.publish(
             topics.SAMPLES,
@@ -161,7 +205,15 @@ async def create_faces(request: Request) -> JSONResponse:
         descriptors: list[records.VersionedDescriptor] = []
         if vector is not None:
             descriptors.append({"version": version, "vector": vector.astype("<f4").tobytes()})
-        face = face_record(account, lists, note, descriptors, event_id=None, sample_id=sample_id)
+        face = face_record(
+            account,
+            lists,
+            note,
+            descriptors,
+            event_id=None,
+            sample_id=sample_id,
+            attributes=attributes,
+        )
         await services.save_face(face["face_id"], face)
         created.append(render.face(face))
     return render.respond(Faces(faces=tuple(created)), 201)

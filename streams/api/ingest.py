@@ -51,6 +51,7 @@ async def send_image(request: Request) -> Response:
         source=params.source,
         min_quality=params.min_quality,
         estimate_liveness=params.estimate_liveness,
+        estimate_basic_attributes=params.estimate_basic_attributes,
     )
     event_id: str = record["context"]["event_id"]
     finished = services.feed.expect(event_id) if params.wait else None

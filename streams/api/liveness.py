@@ -90,10 +90,9 @@ def _box(detection: Detection) -> dict[str, float]:
 
 
 def _estimate(
-    services: Services, version: Version, data: bytes
+    services: Services, version: Version, image: ImageBGR
 ) -> tuple[Detection, dict[str, Any]]:
     """The image's one face and its LivenessResult, after the version's requirements."""
-    image = _decode(services.settings, data)
     height, width = image.shape[:2]
     configured = services.settings.liveness
     rules = requirements.requirements(
@@ -143,7 +142,8 @@ async def liveness(request: Request) -> JSONResponse:
     services = _services(request)
     data, fields = await requests.image_and_fields(request, services.settings.api.max_body_bytes)
     os_name = device_os(requests.query(request, LivenessQuery).OS, fields.get("meta"))
-    _, answer = await run_in_threadpool(_estimate, services, version, data)
+    image = await run_in_threadpool(_decode, services.settings, data)
+    _, answer = await run_in_threadpool(_estimate, services, version, image)
     if version == "v1":
         answer["meta"] = {"OS": os_name}
     return render.respond(LivenessResult.model_validate(answer), exclude_none=True)
@@ -151,26 +151,37 @@ async def liveness(request: Request) -> JSONResponse:
 
 async def sdk(request: Request) -> JSONResponse:
     """Every face's box and landmarks; with estimate_liveness=1, Liveness V2 of the one face
-    the V2 requirements allow (they refuse images with more)."""
+    the V2 requirements allow (they refuse images with more). With estimate_basic_attributes=1
+    each face answered gets its age, gender and expressions."""
     requests.account_id(request)
-    estimate = requests.query(request, SdkQuery).estimate_liveness
-    version = _version(request, "sdk") if estimate else None
+    given = requests.query(request, SdkQuery)
+    version = _version(request, "sdk") if given.estimate_liveness else None
     services = _services(request)
     data, _ = await requests.image_and_fields(request, services.settings.api.max_body_bytes)
-    if version is None:
-        detections = await run_in_threadpool(_detect, services, data)
-        return render.respond(
-            SdkFaces.model_validate({"faces": [_face(d) for d in detections]}), exclude_none=True
-        )
-    face, result = await run_in_threadpool(_estimate, services, version, data)
-    return render.respond(
-        SdkFaces.model_validate({"faces": [{**_face(face), "liveness": result}]}),
-        exclude_none=True,
+    faces = await run_in_threadpool(
+        _sdk_faces, services, version, data, given.estimate_basic_attributes
     )
+    return render.respond(SdkFaces.model_validate({"faces": faces}), exclude_none=True)
 
 
-def _detect(services: Services, data: bytes) -> list[Detection]:
-    return services.models.detector.detect(_decode(services.settings, data))
+def _sdk_faces(
+    services: Services, version: Version | None, data: bytes, attributes: bool
+) -> list[dict[str, Any]]:
+    image = _decode(services.settings, data)
+    if version is None:
+        detections = services.models.detector.detect(image)
+        faces = [_face(d) for d in detections]
+    else:
+        face, result = _estimate(services, version, image)
+        detections, faces = [face], [{**_face(face), "liveness": result}]
+    if not attributes:
+        return faces
+    estimator = services.models.attributes
+    found = estimator.estimate([estimator.crop(image, d) for d in detections])
+    return [
+        {**f, "basic_attributes": render.basic_attributes(a)}
+        for f, a in zip(faces, found, strict=True)
+    ]
 
 
 def _face(detection: Detection) -> dict[str, Any]:
@@ -194,7 +205,8 @@ operations = [
         "POST",
         "/v1/sdk",
         sdk,
-        "Detect faces and, with estimate_liveness=1, estimate their liveness (Liveness V2 only)",
+        "Detect faces and, with estimate_liveness=1, estimate their liveness (Liveness V2 "
+        "only); with estimate_basic_attributes=1, their age, gender and expressions",
         {200: SdkFaces},
         {403: LICENCE},
         query=SdkQuery,

@@ -1,5 +1,6 @@
-"""POST /v1/matcher/faces: references (faces, event faces, images) against candidates (lists,
-faces) of the same account, with the default descriptor version on both sides."""
+"""POST /v1/matcher/faces: references (faces, event faces, images, raw descriptors) against
+candidates (lists, faces) of the same account, with the default descriptor version on both
+sides."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse
 
 from schemas import records
 from streams.api import render
+from streams.api.descriptors import decode
 from streams.api.errors import ApiError, not_found
 from streams.api.faces import describe
 from streams.api.requests import account_id, json_model
@@ -69,11 +71,20 @@ async def reference_vector(
                 "descriptor in this account",
             )
         return np.asarray(rows[0]["descriptor"], dtype=np.float32)
+    if ref.type == "descriptor":
+        if ref.version != version:
+            raise ApiError(
+                409,
+                "descriptor_version_mismatch",
+                f"the reference is a version {ref.version} descriptor; candidates are matched "
+                f"in version {version}, the deployment's default",
+            )
+        return decode(ref.data or "", version)
     # An image reference is described as POST /v1/faces would with get_major_detection=1.
     options = FacesQuery(get_major_detection=True)
-    ((_, vector),) = await run_in_threadpool(describe, services, ref.image_bytes(), options)
-    assert vector is not None  # the options ask for a descriptor
-    return vector
+    (described,) = await run_in_threadpool(describe, services, ref.image_bytes(), options)
+    assert described.vector is not None  # the options ask for a descriptor
+    return described.vector
 
 
 def check_candidates(services: Services, account: str, spec: Candidates) -> None:
@@ -127,7 +138,9 @@ operations = [
         {200: MatchResults},
         {
             404: "face_not_found, list_not_found or event_face_not_found",
-            409: "descriptor_version_missing: a reference face lacks the version",
+            400: "bad_descriptor: a descriptor reference of the wrong size or values",
+            409: "descriptor_version_missing: a reference face lacks the version; "
+            "descriptor_version_mismatch: a descriptor reference of another version",
             503: "storage_not_shared (event references)",
         },
         body=MatchRequest,

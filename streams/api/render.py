@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
+from processors.types import FaceAttributes
 from schemas import records
-from streams.api.shapes import Event, Face, FaceList
+from streams.api.shapes import BasicAttributes, Event, Face, FaceList
 
 Record = dict[str, Any]
 
@@ -52,6 +54,7 @@ def event_from_record(event: Record) -> Event:
             "box": _box(*(f["geometry"][k] for k in ("x", "y", "width", "height", "score"))),
             "sample_id": f["sample_id"],
             "liveness": f["liveness"],
+            "basic_attributes": f.get("attributes"),
             "matches": f["matches"],
         }
         for f in event["faces"]
@@ -62,8 +65,31 @@ def event_from_record(event: Record) -> Event:
 EVENT_COLUMNS = (
     "event_id, account_id, source, created_at, finished_at, status, error_code, error_message, "
     "list_ids, descriptor_version, face_indexes, face_sample_ids, face_boxes, face_scores, "
-    "liveness_probability, liveness_quality, matches_json"
+    "liveness_probability, liveness_quality, face_ages, face_genders, face_gender_probabilities, "
+    "face_expressions_json, matches_json"
 )
+
+
+def _row_attributes(row: Record) -> list[Record | None]:
+    """Each face's basic attributes from an events row; none in rows stored before them (empty
+    arrays) or where not estimated (an empty gender)."""
+    genders = row["face_genders"]
+    if len(genders) != len(row["face_indexes"]):
+        return [None] * len(row["face_indexes"])
+    expressions = json.loads(row["face_expressions_json"] or "[]")
+    return [
+        None
+        if not gender
+        else {
+            "age": age,
+            "gender": gender,
+            "gender_probability": probability,
+            "expressions": scores,
+        }
+        for age, gender, probability, scores in zip(
+            row["face_ages"], genders, row["face_gender_probabilities"], expressions, strict=True
+        )
+    ]
 
 
 def event_from_row(row: Record) -> Event:
@@ -76,15 +102,17 @@ def event_from_row(row: Record) -> Event:
             "liveness": None  # NaN (JSON: null): not estimated
             if probability is None or math.isnan(probability)
             else {"probability": probability, "quality": quality},
+            "basic_attributes": attributes,
             "matches": face_matches,
         }
-        for index, sample_id, box, score, probability, quality, face_matches in zip(
+        for index, sample_id, box, score, probability, quality, attributes, face_matches in zip(
             row["face_indexes"],
             row["face_sample_ids"],
             row["face_boxes"],
             row["face_scores"],
             row["liveness_probability"],
             row["liveness_quality"],
+            _row_attributes(row),
             json.loads(row["matches_json"]),
             strict=True,
         )
@@ -103,8 +131,14 @@ def face(record: records.Face) -> Face:
             "sample_id": record["sample_id"],
             "created_at": utc(record["created_at"]),
             "descriptor_versions": sorted(d["version"] for d in record["descriptors"]),
+            "basic_attributes": record["attributes"],
         }
     )
+
+
+def basic_attributes(found: FaceAttributes) -> BasicAttributes:
+    """The estimator's attributes of a face as the API shows them."""
+    return BasicAttributes.model_validate(asdict(found))
 
 
 def face_list(record: records.List, face_count: int) -> FaceList:

@@ -182,6 +182,11 @@ class ImagesQuery(Query):
         description="1: estimate liveness (403 when the licence forbids it in the pipeline: only "
         "Liveness V2 serves it); 0: none; unset: when the licence allows it",
     )
+    estimate_basic_attributes: Flag | None = Field(
+        None,
+        description="1: estimate each face's age, gender and expression; 0: none; unset: as "
+        "the deployment's attributes.estimate says",
+    )
     wait: Flag = Field(False, description="1: answer with the finished event")
     timeout: float | None = Field(
         None, ge=0.1, le=300, allow_inf_nan=False, description="seconds to wait (api setting)"
@@ -191,6 +196,18 @@ class ImagesQuery(Query):
 class Accepted(Shape):
     event_id: str
     model_config = ConfigDict(json_schema_extra=examples({"event_id": EXAMPLE_ID}))
+
+
+class BasicAttributes(Shape):
+    """Age, gender and expression of one face (face-api's nets, processors.attributes)."""
+
+    age: float = Field(description="years")
+    gender: Literal["male", "female"]
+    gender_probability: float = Field(ge=0, le=1, description="of `gender`")
+    expressions: dict[str, float] = Field(
+        description="neutral, happy, sad, angry, fearful, disgusted, surprised: probabilities "
+        "summing to 1"
+    )
 
 
 class FaceLiveness(Shape):
@@ -203,6 +220,9 @@ class EventFace(Shape):
     box: Box
     sample_id: str | None = None
     liveness: FaceLiveness | None = None
+    basic_attributes: BasicAttributes | None = Field(
+        None, description="when estimated (attributes.estimate, or the image asked)"
+    )
     matches: tuple[Match, ...] = Field((), description="best first, above the threshold")
 
 
@@ -286,6 +306,15 @@ class EventFilters(Query):
     )
     status: Literal["ok", "error"] | None = None
     error_code: str | None = None
+    age_gte: float | None = Field(
+        None, ge=0, le=200, allow_inf_nan=False, description="a face at least this old (years)"
+    )
+    age_lte: float | None = Field(
+        None, ge=0, le=200, allow_inf_nan=False, description="a face at most this old (years)"
+    )
+    gender: Literal["male", "female"] | None = Field(
+        None, description="a face of this gender; with an age range, the same face"
+    )
 
 
 class EventsQuery(Page, EventFilters):
@@ -312,6 +341,15 @@ class EventPage(Shape):
 
 
 # --- lists ---------------------------------------------------------------------------------------
+
+
+class FaceDescriptor(Shape):
+    """One line of GET /v1/lists/{id}/descriptors: one descriptor of one face."""
+
+    face_id: str
+    user_data: str | None = None
+    version: int = Field(description="descriptor version (1 SFace, 2 dlib ResNet)")
+    vector: str = Field(description="base64 of the little-endian float32 values")
 
 
 class NewList(Body):
@@ -373,6 +411,11 @@ class FacesQuery(Query):
     pitch_threshold: Angle | None = Field(None, description="largest |pitch|, degrees")
     roll_threshold: Angle | None = Field(None, description="largest |roll|, degrees")
     yaw_threshold: Angle | None = Field(None, description="largest |yaw|, degrees")
+    basic_attr: Flag = Field(
+        False,
+        description="1: the face keeps its age, gender and expressions (from the image's face; "
+        "a warped sample's face region when warped=1)",
+    )
 
 
 class FaceFromEvent(Body):
@@ -408,6 +451,9 @@ class Face(Shape):
     event_id: str | None = None
     sample_id: str | None = None
     descriptor_versions: tuple[int, ...] = ()
+    basic_attributes: BasicAttributes | None = Field(
+        None, description="estimated when the face was created with basic_attr=1"
+    )
 
 
 class Faces(Shape):
@@ -419,24 +465,40 @@ class Faces(Shape):
 
 
 class Reference(Body):
-    """What to match: a stored face, an event's face, or an image sent along."""
+    """What to match: a stored face, an event's face, an image sent along, or a descriptor."""
 
     refusal_code: ClassVar[str] = "bad_reference"
-    type: Literal["face", "event", "image"]
+    type: Literal["face", "event", "image", "descriptor"]
     id: str | None = Field(None, description="face id or event id (types face and event)")
     face_index: int = Field(0, ge=0, le=MAX_FACE_INDEX, description="the event's face")
-    data: str | None = Field(None, description="base64 image (type image)")
+    data: str | None = Field(
+        None,
+        description="base64 image (type image), or base64 little-endian float32 values of a "
+        "descriptor (type descriptor)",
+    )
+    version: int | None = Field(
+        None,
+        description="the descriptor's version (type descriptor): the deployment's default one, "
+        "which the candidates are matched in",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
         if self.type in ("face", "event") and self.id is None:
             raise ValueError(f"a {self.type} reference needs a string `id`")
-        if self.type == "image":
+        if self.type == "descriptor" and self.version is None:
+            raise ValueError("a descriptor reference needs its `version`")
+        if self.type in ("image", "descriptor"):
             try:
                 base64.b64decode(self.data or "", validate=True)
             except binascii.Error:
-                raise ValueError("an image reference needs base64 `data`") from None
+                raise ValueError(f"a {self.type} reference needs base64 `data`") from None
         return self
+
+    @classmethod
+    def descriptor(cls, vector: bytes, version: int) -> Reference:
+        """A raw descriptor: its float32 little-endian bytes and its version."""
+        return cls(type="descriptor", data=base64.b64encode(vector).decode(), version=version)
 
     @classmethod
     def face(cls, face_id: str) -> Reference:
@@ -457,6 +519,8 @@ class Reference(Body):
         """As a request carries it: only what its type uses."""
         if self.type == "image":
             return {"type": "image", "data": self.data}
+        if self.type == "descriptor":
+            return {"type": "descriptor", "data": self.data, "version": self.version}
         if self.type == "event":
             return {"type": "event", "id": self.id, "face_index": self.face_index}
         return {"type": "face", "id": self.id}
@@ -533,6 +597,9 @@ class LivenessQuery(Query):
 
 class SdkQuery(Query):
     estimate_liveness: Flag = Field(False, description="1: Liveness V2 of the one face")
+    estimate_basic_attributes: Flag = Field(
+        False, description="1: age, gender and expressions of each face answered"
+    )
 
 
 class LivenessEstimate(Shape):
@@ -586,6 +653,7 @@ class SdkFace(Shape):
     box: Box
     landmarks: tuple[float, ...] = Field(description="5 points: x0, y0, ... x4, y4")
     liveness: LivenessResult | None = None
+    basic_attributes: BasicAttributes | None = None
 
 
 class SdkFaces(Shape):

@@ -54,8 +54,6 @@ def _upload(args: argparse.Namespace) -> int:
             "descriptor, so they match nothing until a re-extraction gives them one (`facestream "
             "reextract`, POST /v1/tasks/reextract); pass --descriptor 1 to match them at once"
         )
-    if args.basic_attr:
-        log.warning("--basic-attr 1 is not supported: faces carry no basic attributes")
     try:
         options = UploadOptions(
             warped=bool(args.warped),
@@ -69,6 +67,7 @@ def _upload(args: argparse.Namespace) -> int:
             get_major_detection=bool(args.get_major_detection),
             descriptor=bool(args.descriptor),
             score_threshold=args.score_threshold,
+            basic_attr=bool(args.basic_attr),
             name_as_userdata=bool(args.name_as_userdata),
             concurrency=args.concurrency,
             follow_links=args.follow_links,
@@ -159,7 +158,7 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         )
     _flag(upload, "--multi-face-allowed", 0, "a face per face found, not just one")
     _flag(upload, "--get-major-detection", 0, "with several faces, keep the largest")
-    _flag(upload, "--basic-attr", 0, "not supported: faces carry no basic attributes")
+    _flag(upload, "--basic-attr", 1, "each face keeps its age, gender and expressions")
     upload.add_argument(
         *_names("--score-threshold"),
         type=number_in(0, 1, float),

@@ -256,6 +256,7 @@ class Endpoints:
         source: str | None = None,
         min_quality: float | None = None,
         estimate_liveness: bool | None = None,
+        estimate_basic_attributes: bool | None = None,
         wait: Literal[False] = False,
         timeout: float | None = None,
     ) -> Call[str]: ...
@@ -268,6 +269,7 @@ class Endpoints:
         source: str | None = None,
         min_quality: float | None = None,
         estimate_liveness: bool | None = None,
+        estimate_basic_attributes: bool | None = None,
         wait: Literal[True],
         timeout: float | None = None,
     ) -> Call[Event]: ...
@@ -280,6 +282,7 @@ class Endpoints:
         source: str | None = None,
         min_quality: float | None = None,
         estimate_liveness: bool | None = None,
+        estimate_basic_attributes: bool | None = None,
         wait: bool,
         timeout: float | None = None,
     ) -> Call[str | Event]: ...
@@ -291,6 +294,7 @@ class Endpoints:
         source: str | None = None,
         min_quality: float | None = None,
         estimate_liveness: bool | None = None,
+        estimate_basic_attributes: bool | None = None,
         wait: bool = False,
         timeout: float | None = None,
     ) -> Call[str] | Call[Event] | Call[str | Event]:
@@ -298,7 +302,8 @@ class Endpoints:
         (the server waits up to `timeout` seconds, then answers 504 `ApiError`). Faces under
         `min_quality` (processors.quality) are refused: the event is an error, low_quality.
         `estimate_liveness`: True asks for liveness (403 when the licence forbids it), False
-        asks for none, None leaves it to the licence."""
+        asks for none, None leaves it to the licence. `estimate_basic_attributes` likewise
+        (None: the deployment's attributes.estimate)."""
         request = self._request(
             "POST",
             "/v1/images",
@@ -307,6 +312,9 @@ class Endpoints:
                 source=source,
                 min_quality=min_quality,
                 estimate_liveness=None if estimate_liveness is None else _flag(estimate_liveness),
+                estimate_basic_attributes=(
+                    None if estimate_basic_attributes is None else _flag(estimate_basic_attributes)
+                ),
                 wait=_flag(wait),
                 timeout=timeout,
             ),
@@ -331,10 +339,14 @@ class Endpoints:
         liveness_gte: float | None = None,
         status: Literal["ok", "error"] | None = None,
         error_code: str | None = None,
+        age_gte: float | None = None,
+        age_lte: float | None = None,
+        gender: Literal["male", "female"] | None = None,
         page: int = 1,
         page_size: int = 100,
     ) -> Call[Page[Event]]:
-        """A page of the account's events, newest first, filtered by whatever is given."""
+        """A page of the account's events, newest first, filtered by whatever is given (an age
+        range and a gender select events with one face meeting them all)."""
         params = _params(
             created_from=created_from,
             created_to=created_to,
@@ -343,6 +355,9 @@ class Endpoints:
             liveness_gte=liveness_gte,
             status=status,
             error_code=error_code,
+            age_gte=age_gte,
+            age_lte=age_lte,
+            gender=gender,
             page=page,
             page_size=page_size,
         )
@@ -402,10 +417,12 @@ class Endpoints:
         pitch_threshold: float | None = None,
         roll_threshold: float | None = None,
         yaw_threshold: float | None = None,
+        basic_attr: bool = False,
     ) -> Call[list[Face]]:
         """Creates a face from each face in the image that passes the options (one unless
         multi_face_allowed). Without a descriptor a face matches nothing until a
-        re-extraction gives it one."""
+        re-extraction gives it one. With basic_attr each face keeps its age, gender and
+        expressions."""
         params = _params(
             list_id=list(list_ids),
             user_data=user_data,
@@ -417,6 +434,7 @@ class Endpoints:
             pitch_threshold=pitch_threshold,
             roll_threshold=roll_threshold,
             yaw_threshold=yaw_threshold,
+            basic_attr=1 if basic_attr else None,
         )
         return Call(self._request("POST", "/v1/faces", params=params, image=image), _faces)
 
@@ -494,9 +512,15 @@ class Endpoints:
         request = self._request("POST", "/v1/liveness", params=_params(OS=os), image=image)
         return Call(request, _shape(LivenessResult))
 
-    def sdk(self, image: bytes, estimate_liveness: bool = False) -> Call[list[SdkFace]]:
-        """Detects the faces of the image and, with estimate_liveness, their liveness (V2)."""
-        params = _params(estimate_liveness=_flag(estimate_liveness))
+    def sdk(
+        self, image: bytes, estimate_liveness: bool = False, estimate_basic_attributes: bool = False
+    ) -> Call[list[SdkFace]]:
+        """Detects the faces of the image and, with estimate_liveness, their liveness (V2); with
+        estimate_basic_attributes, their age, gender and expressions."""
+        params = _params(
+            estimate_liveness=_flag(estimate_liveness),
+            estimate_basic_attributes=1 if estimate_basic_attributes else None,
+        )
         return Call(
             self._request("POST", "/v1/sdk", params=params, image=image),
             lambda r: list(_shape(SdkFaces)(r).faces),

@@ -54,6 +54,8 @@ class UploadOptions:
     # The reference's "descriptor quality score threshold": faces under this quality
     # (processors.quality) are not enrolled; the error log says low_quality and why.
     score_threshold: float = 0.0
+    # folder_uploader's default: each face keeps its age, gender and expressions.
+    basic_attr: bool = True
     name_as_userdata: bool = False
     concurrency: int = 10
     follow_links: bool = False
@@ -137,6 +139,7 @@ async def _enroll(
             pitch_threshold=options.pitch_threshold,
             roll_threshold=options.roll_threshold,
             yaw_threshold=options.yaw_threshold,
+            basic_attr=options.basic_attr,
         )
     except ApiError as exc:
         return {"image name": name, "error": {"error_code": exc.code, "desc": exc.desc}}

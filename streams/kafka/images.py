@@ -63,6 +63,7 @@ class ImageProducer:
         event_id: str | None = None,
         min_quality: float | None = None,
         estimate_liveness: bool | None = None,
+        estimate_basic_attributes: bool | None = None,
     ) -> Image:
         event_id = event_id or str(uuid.uuid4())
         ref = None
@@ -85,6 +86,7 @@ class ImageProducer:
             "data_ref": ref,
             "min_quality": min_quality,
             "estimate_liveness": estimate_liveness,
+            "estimate_basic_attributes": estimate_basic_attributes,
         }
 
     async def send(self, data: bytes, **options: Any) -> str:

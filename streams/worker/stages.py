@@ -19,8 +19,9 @@ import numpy as np
 from processors import align, quality
 from processors.errors import ImageError, ProcessingError
 from processors.image import decode_image, encode_jpeg
-from processors.types import Detection, LivenessResult
+from processors.types import Detection, FaceAttributes, ImageBGR, LivenessResult
 from schemas.records import (
+    Attributes,
     Context,
     DescribedFace,
     Descriptors,
@@ -168,12 +169,18 @@ class DetectStage:
             measured = [quality.estimate(image, d) for _, d in faces]
             minimum = max(record["min_quality"] or 0.0, settings.detection.min_quality)
             kept_at = quality.require(measured, minimum)
+            asked = record["estimate_basic_attributes"]
+            attributes = (
+                self._attributes(image, [faces[at][1] for at in kept_at])
+                if (settings.attributes.estimate if asked is None else asked)
+                else [None] * len(kept_at)
+            )
         except ProcessingError as error:
             return Result(error=error)
         context = record["context"]
         detected: list[DetectedFace] = []
         samples: list[Emit] = []
-        for at in kept_at:
+        for at, face_attributes in zip(kept_at, attributes, strict=True):
             (index, detection), face_quality = faces[at], measured[at]
             sample_id = derived_id("sample", context["event_id"], index)
             sample = encode_jpeg(align.warp(image, detection.landmarks))
@@ -189,6 +196,7 @@ class DetectStage:
                     "sample": sample,
                     "liveness_input": crops.tobytes(),
                     "quality_parts": face_quality.parts(),
+                    "attributes": face_attributes,
                 }
             )
             kept: Sample = {
@@ -209,6 +217,21 @@ class DetectStage:
             "estimate_liveness": estimate_liveness,
         }
         return Result([Emit("detections", context["event_id"], out), *samples])
+
+    def _attributes(self, image: ImageBGR, found: list[Detection]) -> list[Attributes | None]:
+        """Each face's basic attributes, the faces of the image in one batch."""
+        estimator = self.models.attributes
+        estimated = estimator.estimate([estimator.crop(image, d) for d in found]) if found else []
+        return [attributes_record(a) for a in estimated]
+
+
+def attributes_record(estimated: FaceAttributes) -> Attributes:
+    return {
+        "age": estimated.age,
+        "gender": estimated.gender,
+        "gender_probability": estimated.gender_probability,
+        "expressions": estimated.expressions,
+    }
 
 
 class LivenessStage:
@@ -243,6 +266,7 @@ class LivenessStage:
                         if record["estimate_liveness"]
                         else None
                     ),
+                    "attributes": face["attributes"],
                 }
                 for face in record["faces"]
             ]
@@ -293,6 +317,7 @@ class ExtractStage:
                     "geometry": face["geometry"],
                     "sample_id": face["sample_id"],
                     "liveness": face["liveness"],
+                    "attributes": face["attributes"],
                     "descriptor": _bytes(next(extracted[version])),
                     "other_descriptors": [
                         {"version": v, "vector": _bytes(next(extracted[v]))} for v in others
@@ -474,6 +499,7 @@ class MatchStage:
             "sample_id": face["sample_id"],
             "created_at": now_utc(),
             "descriptors": [{"version": v, "vector": vector} for v, vector in vectors.items()],
+            "attributes": face["attributes"],
         }
 
 

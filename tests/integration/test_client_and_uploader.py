@@ -185,7 +185,8 @@ def test_the_seeds_uploader_command_line_runs_verbatim(
     api: ApiProcess, testdata_dir: Path, tmp_path: Path, descriptor: str
 ) -> None:
     """Only the ids, the origin and --descriptor are ours; `facestream upload` stands for
-    `python3.7 folder_uploader.py`."""
+    `python3.7 folder_uploader.py`. Without --basic_attr its default, 1, applies: every john
+    keeps his basic attributes."""
     people = johns(testdata_dir)
     (tmp_path / "Images").mkdir()
     for name, files in people.items():
@@ -210,11 +211,18 @@ def test_the_seeds_uploader_command_line_runs_verbatim(
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"done {len(people)}, skipped 0, failed 0, list id {list_id}" in ran.stdout
+    log = (tmp_path / "Images" / "_success_log.txt").read_text(encoding="utf-8").splitlines()
+    face_ids = [face_id for line in log for face_id in json.loads(line)["face id"]]
+    assert len(face_ids) == len(people)
     with Client(api.origin, account_id=account) as client:
         assert client.get_list(list_id).face_count == len(people)
+        attributes = [client.get_face(face_id).basic_attributes for face_id in face_ids]
         event = client.send_image(
             people["John_Simm"][4].read_bytes(), list_ids=[list_id], wait=True
         )
+    # Measured: P(male) 0.97-1.00, ages 40-63.
+    assert [a.gender if a is not None else None for a in attributes] == ["male"] * len(people)
+    assert all(a is not None and 18 <= a.age <= 80 for a in attributes)
     if descriptor == "1":
         assert event.best_match is not None and event.best_match.user_data == "John_Simm.jpg"
     else:  # enrolled without descriptors: nothing to match until a re-extraction

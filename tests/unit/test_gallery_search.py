@@ -35,6 +35,7 @@ def face_record(
             {"version": v, "vector": vector.astype("<f4").tobytes()}
             for v, vector in vectors.items()
         ],
+        "attributes": None,
     }
 
 

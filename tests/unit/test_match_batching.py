@@ -61,6 +61,7 @@ def face(vector: np.ndarray, lists: list[str], account: str = ACCOUNT) -> Face:
         "sample_id": None,
         "created_at": datetime.now(UTC),
         "descriptors": [{"version": 1, "vector": vector.astype("<f4").tobytes()}],
+        "attributes": None,
     }
 
 

@@ -193,6 +193,7 @@ async def test_every_sample_once_and_commits_only_after_their_results_are_writte
         "sample_id": "s7",
         "created_at": datetime.now(UTC),
         "descriptors": [{"version": 1, "vector": np.full(128, 0.5, "<f4").tobytes()}],
+        "attributes": None,
     }
     job.directory.apply_face("f1", face, offset=0)
 

@@ -142,6 +142,7 @@ async def test_options_reach_the_api(client: AsyncClient, fake: FakeApi, source:
                 "pitch_threshold": "10",
                 "roll_threshold": "20",
                 "yaw_threshold": "30",
+                "basic_attr": "1",  # folder_uploader's default
             }.items()
         )
     assert {f["user_data"] for f in fake.faces.values()} == set(GOOD)
@@ -228,20 +229,23 @@ def test_the_seeds_option_names_and_api_versions(
     caplog: pytest.LogCaptureFixture,
     source: Path,
 ) -> None:
-    """folder_uploader's own spelling (underscores), --api 5 or 6, --descriptor as it says."""
+    """folder_uploader's own spelling (underscores), --api 5 or 6, --descriptor as it says,
+    --basic_attr 1 unless it says 0."""
     fake = FakeApi()
     client = functools.partial(AsyncClient, transport=fake.async_transport())
     monkeypatch.setattr(uploader, "AsyncClient", client)
-    for api, descriptor in (("6", "1"), ("5", "0")):
+    for api, descriptor, basic_attr in (("6", "1", []), ("5", "0", ["--basic_attr", "0"])):
         fake.requests.clear()
         (source / "_success_log.txt").unlink(missing_ok=True)  # all five tried again
-        argv = ["--account_id", ACCOUNT, "--source", str(source), "--warped", "0"]
+        argv = ["--account_id", ACCOUNT, "--source", str(source), "--warped", "0", *basic_attr]
         argv += ["--descriptor", descriptor, "--api", api, "--name_as_userdata", "1"]
         main(["upload", *argv])
         posts = _face_posts(fake)
         assert len(posts) == 5 and {r.headers["Luna-Account-Id"] for r in posts} == {ACCOUNT}
         sent = {r.url.params.get("descriptor") for r in posts}
         assert sent == ({None} if descriptor == "1" else {"0"})
+        sent = {r.url.params.get("basic_attr") for r in posts}
+        assert sent == ({"1"} if not basic_attr else {None})
     assert "match nothing until a re-extraction" in caplog.text
     capsys.readouterr()
     with pytest.raises(SystemExit):
