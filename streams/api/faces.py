@@ -23,11 +23,12 @@ from processors.pose import HeadPose, PoseOf
 from processors.types import Detection, FaceAttributes, ImageBGR
 from schemas import records
 from streams.api import render
+from streams.api.descriptors import decode
 from streams.api.errors import ApiError, not_found
 from streams.api.lists import JSON_LIMIT
-from streams.api.requests import account_id, image_and_fields, json_model, query
+from streams.api.requests import account_id, image_and_fields, json_body, parse, query
 from streams.api.services import Services
-from streams.api.shapes import Face, FaceFromEvent, Faces, FacesQuery
+from streams.api.shapes import Face, FaceFromDescriptors, FaceFromEvent, Faces, FacesQuery
 from streams.api.spec import Operation
 from streams.kafka import topics
 
@@ -171,14 +172,18 @@ def face_record(
 async def create_faces(request: Request) -> JSONResponse:
     """With an image body (raw or multipart field `image`) every face that passes the options
     becomes a face (one unless `multi_face_allowed=1`). With a JSON body
-    `{"event_id", "face_index"}` the face takes that event face's descriptors and sample (the
-    query parameters are then not used)."""
+    `{"event_id", "face_index"}` the face takes that event face's descriptors and sample, and
+    with `{"descriptors": [{"version", "vector"}]}` it is made of those descriptors (each
+    checked for its version's size; the query parameters are then not used)."""
     services: Services = request.app.state.services
     account = account_id(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        body = await json_model(request, FaceFromEvent, JSON_LIMIT)
-        face = await face_from_event(services, account, body)
+        value = await json_body(request, JSON_LIMIT)
+        if "descriptors" in value:
+            face = await face_from_descriptors(services, account, parse(FaceFromDescriptors, value))
+        else:
+            face = await face_from_event(services, account, parse(FaceFromEvent, value))
         return render.respond(Faces(faces=(render.face(face),)), 201)
     given = query(request, FacesQuery)
     lists = given.list_id
@@ -223,6 +228,20 @@ def check_lists(services: Services, account: str, lists: list[str]) -> None:
     for list_id in lists:
         if services.directory.find_list(account, list_id) is None:
             raise not_found("list", list_id)
+
+
+async def face_from_descriptors(
+    services: Services, account: str, body: FaceFromDescriptors
+) -> records.Face:
+    lists = body.list_ids or []
+    check_lists(services, account, lists)
+    descriptors: list[records.VersionedDescriptor] = [
+        {"version": d.version, "vector": decode(d.vector, d.version).astype("<f4").tobytes()}
+        for d in body.descriptors
+    ]
+    face = face_record(account, lists, body.user_data, descriptors, event_id=None, sample_id=None)
+    await services.save_face(face["face_id"], face)
+    return face
 
 
 async def face_from_event(services: Services, account: str, body: FaceFromEvent) -> records.Face:
@@ -281,11 +300,15 @@ operations = [
         "POST",
         "/v1/faces",
         create_faces,
-        "Create faces from an image, or a face from an event's face",
+        "Create faces from an image, or a face from an event's face or from descriptors",
         {201: Faces},
-        {404: "list_not_found or event_face_not_found", 503: "storage_not_shared (event faces)"},
+        {
+            400: "bad_descriptor: a descriptor of an unknown version or the wrong size",
+            404: "list_not_found or event_face_not_found",
+            503: "storage_not_shared (event faces)",
+        },
         query=FacesQuery,
-        body=FaceFromEvent,
+        body=(FaceFromEvent, FaceFromDescriptors),
         image=True,
     ),
     Operation(

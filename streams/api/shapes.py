@@ -418,6 +418,33 @@ class FacesQuery(Query):
     )
 
 
+class DescriptorIn(Body):
+    version: int = Field(description="descriptor version (1 SFace, 2 dlib ResNet)")
+    vector: str = Field(description="base64 of its little-endian float32 values")
+
+
+class FaceFromDescriptors(Body):
+    """A face from descriptors alone (another deployment's, GET /v1/lists/{id}/descriptors):
+    no photo, no sample, so a re-extraction cannot give it another version."""
+
+    refusal_code: ClassVar[str] = "bad_face_source"
+    descriptors: list[DescriptorIn] = Field(min_length=1, max_length=8)
+    user_data: UserData | None = None
+    list_ids: Annotated[list[str] | None, Code("bad_list_ids")] = None
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {"descriptors": [{"version": 1, "vector": "AAAAAA..."}], "user_data": "alice"}
+        )
+    )
+
+    @model_validator(mode="after")
+    def _one_per_version(self) -> Self:
+        versions = [d.version for d in self.descriptors]
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"one descriptor per version, got versions {versions}")
+        return self
+
+
 class FaceFromEvent(Body):
     """A face with the descriptors and sample of an event's face."""
 

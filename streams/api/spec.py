@@ -53,7 +53,7 @@ class Operation:
     answers: dict[int, Answer]  # the successful ones
     errors: dict[int, str] = field(default_factory=dict)  # beyond those the inputs imply
     query: type[Query] | None = None
-    body: type[Body] | None = None  # a JSON body
+    body: type[Body] | tuple[type[Body], ...] | None = None  # a JSON body, or one of these
     body_required: bool = True
     image: bool = False  # a raw image, or multipart with the file in `image`
     form_fields: dict[str, str] = field(default_factory=dict)  # more multipart text fields
@@ -65,6 +65,13 @@ class Operation:
     @property
     def description(self) -> str:
         return inspect.getdoc(self.handler) or ""
+
+    @property
+    def bodies(self) -> tuple[type[Body], ...]:
+        """The JSON bodies the operation takes (documented as oneOf when several)."""
+        if self.body is None:
+            return ()
+        return self.body if isinstance(self.body, tuple) else (self.body,)
 
 
 def route_table(operations: Iterable[Operation]) -> list[Route]:
@@ -207,8 +214,12 @@ def _request_body(operation: Operation, names: dict[Any, str]) -> dict[str, Any]
                 "schema": {"type": "object", "required": ["image"], "properties": form}
             },
         }
-    if operation.body is not None:
-        content |= _json(operation.body, names, "validation")
+    if len(operation.bodies) == 1:
+        content |= _json(operation.bodies[0], names, "validation")
+    elif operation.bodies:
+        refs = [{"$ref": REF.format(model=names[(b, "validation")])} for b in operation.bodies]
+        examples = [e for b in operation.bodies for e in _examples(b)[:1]]
+        content |= {"application/json": {"schema": {"oneOf": refs}, "example": examples[0]}}
     if not content:
         return None
     return {"required": operation.body_required, "content": content}
@@ -257,8 +268,7 @@ def document(operations: tuple[Operation, ...]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `operations` (built once per table)."""
     used: set[tuple[type[BaseModel], JsonSchemaMode]] = {(Error, "serialization")}
     for operation in operations:
-        if operation.body is not None:
-            used.add((operation.body, "validation"))
+        used |= {(body, "validation") for body in operation.bodies}
         used |= {
             (a, "serialization")
             for a in operation.answers.values()

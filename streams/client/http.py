@@ -28,9 +28,10 @@ models (streams.api.shapes); the two clients only send.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -44,10 +45,13 @@ from streams.api.shapes import (
     Accepted,
     Box,
     Candidates,
+    DescriptorIn,
     Event,
     EventFace,
     EventPage,
     Face,
+    FaceDescriptor,
+    FaceFromDescriptors,
     FaceFromEvent,
     FaceList,
     FaceLiveness,
@@ -82,6 +86,7 @@ __all__ = [
     "Event",
     "EventFace",
     "Face",
+    "FaceDescriptor",
     "FaceList",
     "FaceLiveness",
     "LivenessEstimate",
@@ -456,6 +461,40 @@ class Endpoints:
         ) | {"face_index": face_index}  # always said, though the default
         return Call(self._request("POST", "/v1/faces", json=body), lambda r: _faces(r)[0])
 
+    def create_face_from_descriptors(
+        self,
+        descriptors: Mapping[int, bytes],
+        *,
+        user_data: str | None = None,
+        list_ids: Sequence[str] = (),
+    ) -> Call[Face]:
+        """Creates a face from descriptors alone (version -> little-endian float32 bytes), such
+        as another deployment's `list_descriptors` gives; without a sample it cannot be
+        re-extracted."""
+        body = _body(
+            FaceFromDescriptors,
+            descriptors=[
+                DescriptorIn(version=v, vector=base64.b64encode(b).decode())
+                for v, b in descriptors.items()
+            ],
+            user_data=user_data,
+            list_ids=list(list_ids) or None,
+        )
+        return Call(self._request("POST", "/v1/faces", json=body), lambda r: _faces(r)[0])
+
+    def list_descriptors(self, list_id: str) -> Call[list[FaceDescriptor]]:
+        """Every descriptor of the list's faces (a line each on the wire), to move the gallery
+        to another deployment with `create_face_from_descriptors`."""
+
+        def parse(response: httpx.Response) -> list[FaceDescriptor]:
+            return [
+                FaceDescriptor.model_validate_json(line)
+                for line in response.content.splitlines()
+                if line
+            ]
+
+        return Call(self._request("GET", f"{_list_path(list_id)}/descriptors"), parse)
+
     def get_face(self, face_id: str) -> Call[Face]:
         return Call(self._request("GET", _face_path(face_id)), _shape(Face))
 
@@ -614,6 +653,8 @@ class Client:
     detach_faces = _sync(Endpoints.detach_faces)
     create_faces = _sync(Endpoints.create_faces)
     create_face_from_event = _sync(Endpoints.create_face_from_event)
+    create_face_from_descriptors = _sync(Endpoints.create_face_from_descriptors)
+    list_descriptors = _sync(Endpoints.list_descriptors)
     get_face = _sync(Endpoints.get_face)
     delete_face = _sync(Endpoints.delete_face)
     match = _sync(Endpoints.match)
@@ -664,6 +705,8 @@ class AsyncClient:
     detach_faces = _async(Endpoints.detach_faces)
     create_faces = _async(Endpoints.create_faces)
     create_face_from_event = _async(Endpoints.create_face_from_event)
+    create_face_from_descriptors = _async(Endpoints.create_face_from_descriptors)
+    list_descriptors = _async(Endpoints.list_descriptors)
     get_face = _async(Endpoints.get_face)
     delete_face = _async(Endpoints.delete_face)
     match = _async(Endpoints.match)
