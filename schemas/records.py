@@ -151,6 +151,7 @@ class Face(TypedDict):
     created_at: datetime
     descriptors: list[VersionedDescriptor]
     attributes: Attributes | None
+    avatar_sample_id: str | None
 
 
 class Image(TypedDict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from datetime import UTC, datetime
@@ -182,3 +183,28 @@ def reextraction_row(record: Record, now: datetime) -> Record | None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def sample_row(sample_id: str, sample: Record | None, now: datetime) -> Record:
+    """A `samples` row: the JPEG as base64 text; deleted=1 for a tombstone."""
+    if sample is None:
+        return {
+            "sample_id": sample_id,
+            "account_id": "",
+            "event_id": None,
+            "face_index": 0,
+            "image_base64": "",
+            "created_at": now,
+            "deleted": 1,
+            "updated_at": now,
+        }
+    return {
+        "sample_id": sample_id,
+        "account_id": sample["account_id"],
+        "event_id": sample["event_id"],
+        "face_index": sample["face_index"],
+        "image_base64": base64.b64encode(sample["image"]).decode(),
+        "created_at": sample["created_at"],
+        "deleted": 0,
+        "updated_at": now,
+    }

@@ -1,4 +1,5 @@
-"""Batched, idempotent ClickHouse sinks for events, faces and re-extractions (`add`, `flush`).
+"""Batched, idempotent ClickHouse sinks for events, faces, samples and re-extractions (`add`,
+`flush`).
 
 A flush writes its batch with one insert per table. When ClickHouse refuses the data
 (RowRefused), the batch is split in halves until each refused item stands alone: the rest is
@@ -14,7 +15,7 @@ from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sinks.rows import event_rows, face_rows, reextraction_row, utc_now
+from sinks.rows import event_rows, face_rows, reextraction_row, sample_row, utc_now
 from sinks.types import ClickHouseClient, Refusal, Row, RowRefused, RowsRefused
 
 Record = dict[str, Any]
@@ -130,6 +131,18 @@ class FaceSink(_TableSink[tuple[str, Record | None]]):
     def _rows(self, item: tuple[str, Record | None], now: datetime) -> Tables:
         row, descriptors = face_rows(*item, now)
         return {"descriptors": descriptors, "faces": [row]}
+
+
+class SampleSink(_TableSink[tuple[str, Record | None]]):
+    """Keeps the samples topic (samples and tombstones) where a request reads one at once."""
+
+    TABLES = ("samples",)
+
+    def _key(self, item: tuple[str, Record | None]) -> Hashable:
+        return item[0]
+
+    def _rows(self, item: tuple[str, Record | None], now: datetime) -> Tables:
+        return {"samples": [sample_row(*item, now)]}
 
 
 class ReextractionSink(_TableSink[Record]):

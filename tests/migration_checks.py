@@ -8,7 +8,7 @@ import pytest
 from sinks import migrate
 from sinks.types import ClickHouseClient
 
-TABLES = {"events", "faces", "descriptors", "schema_migrations"}
+TABLES = {"events", "faces", "descriptors", "samples", "schema_migrations"}
 
 
 def tables(client: ClickHouseClient, database: str) -> set[str]:
@@ -43,30 +43,31 @@ def versions(migrations: list[migrate.Migration]) -> list[int]:
 def upgrade_then_rerun_is_a_noop(client: ClickHouseClient, database: str) -> None:
     assert migrate.status(client, database).pending == migrate.available()  # reads only
     assert tables(client, database) == set()
-    assert versions(migrate.upgrade(client, database)) == [1, 2, 3]
+    assert versions(migrate.upgrade(client, database)) == [1, 2, 3, 4]
     assert migrate.upgrade(client, database) == []
     assert tables(client, database) == TABLES and has_face_indexes(client, database)
     assert has_attributes(client, database)
     status = migrate.status(client, database)
-    assert (status.current, status.applied, status.pending) == (3, [1, 2, 3], [])
+    assert (status.current, status.applied, status.pending) == (4, [1, 2, 3, 4], [])
     migrate.require_newest(client, database)
 
 
 def upgrade_to_a_version_and_status(client: ClickHouseClient, database: str) -> None:
     assert versions(migrate.upgrade(client, database, to=1)) == [1]
     status = migrate.status(client, database)
-    assert (status.current, versions(status.pending)) == (1, [2, 3])
+    assert (status.current, versions(status.pending)) == (1, [2, 3, 4])
     assert not has_face_indexes(client, database)
     with pytest.raises(migrate.SchemaBehind) as behind:
         migrate.require_newest(client, database)
-    assert (behind.value.current, behind.value.needed) == (1, 3)
-    assert versions(migrate.upgrade(client, database)) == [2, 3]
+    assert (behind.value.current, behind.value.needed) == (1, 4)
+    assert versions(migrate.upgrade(client, database)) == [2, 3, 4]
     assert has_face_indexes(client, database) and has_attributes(client, database)
 
 
 def downgrade_and_upgrade_again(client: ClickHouseClient, database: str) -> None:
     migrate.upgrade(client, database)
-    assert versions(migrate.downgrade(client, database, to=2)) == [3]
+    assert versions(migrate.downgrade(client, database, to=2)) == [4, 3]
+    assert "samples" not in tables(client, database)
     assert not has_attributes(client, database) and has_face_indexes(client, database)
     assert versions(migrate.downgrade(client, database, to=1)) == [2]
     assert not has_face_indexes(client, database)
@@ -74,10 +75,10 @@ def downgrade_and_upgrade_again(client: ClickHouseClient, database: str) -> None
     assert migrate.downgrade(client, database, to=0) == []
     assert tables(client, database) == {"schema_migrations"}
     status = migrate.status(client, database)
-    assert (status.current, versions(status.pending)) == (0, [1, 2, 3])
-    assert versions(migrate.upgrade(client, database)) == [1, 2, 3]
+    assert (status.current, versions(status.pending)) == (0, [1, 2, 3, 4])
+    assert versions(migrate.upgrade(client, database)) == [1, 2, 3, 4]
     assert tables(client, database) == TABLES and has_face_indexes(client, database)
-    assert migrate.status(client, database).current == 3
+    assert migrate.status(client, database).current == 4
 
 
 def partial_apply_then_rerun(client: ClickHouseClient, database: str) -> None:
@@ -88,7 +89,7 @@ def partial_apply_then_rerun(client: ClickHouseClient, database: str) -> None:
         for statement in migration.up:
             migrate.run(client, database, statement)
     assert migrate.status(client, database).current == 0
-    assert versions(migrate.upgrade(client, database)) == [1, 2, 3]
+    assert versions(migrate.upgrade(client, database)) == [1, 2, 3, 4]
     assert tables(client, database) == TABLES and has_face_indexes(client, database)
     assert has_attributes(client, database)
 

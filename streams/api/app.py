@@ -17,6 +17,7 @@ from streams.api import (
     lists,
     liveness,
     matcher,
+    samples,
     tasks,
     ws,
 )
@@ -33,6 +34,7 @@ API: tuple[Operation, ...] = (
     *lists.operations,
     *descriptors.operations,
     *faces.operations,
+    *samples.operations,
     *matcher.operations,
     *liveness.operations,
     *tasks.operations,

@@ -27,10 +27,10 @@ from streams.api.descriptors import decode
 from streams.api.errors import ApiError, not_found
 from streams.api.lists import JSON_LIMIT
 from streams.api.requests import account_id, image_and_fields, json_body, parse, query
+from streams.api.samples import forget_samples, publish_sample
 from streams.api.services import Services
 from streams.api.shapes import Face, FaceFromDescriptors, FaceFromEvent, Faces, FacesQuery
 from streams.api.spec import Operation
-from streams.kafka import topics
 
 
 def choose(
@@ -155,6 +155,7 @@ def face_record(
     event_id: str | None,
     sample_id: str | None,
     attributes: records.Attributes | None = None,
+    avatar_sample_id: str | None = None,
 ) -> records.Face:
     return {
         "face_id": str(uuid.uuid4()),
@@ -166,6 +167,7 @@ def face_record(
         "created_at": datetime.now(UTC),
         "descriptors": descriptors,
         "attributes": attributes,
+        "avatar_sample_id": avatar_sample_id,
     }
 
 
@@ -194,19 +196,7 @@ async def create_faces(request: Request) -> JSONResponse:
     version = services.settings.descriptor.default_face_descriptor_version
     created = []
     for sample, vector, attributes in described:
-        sample_id = str(uuid.uuid4())
-        await services.publish(
-            topics.SAMPLES,
-            sample_id,
-            {
-                "sample_id": sample_id,
-                "account_id": account,
-                "event_id": None,
-                "face_index": 0,
-                "created_at": datetime.now(UTC),
-                "image": sample,
-            },
-        )
+        sample_id = await publish_sample(services, account, sample)
         descriptors: list[records.VersionedDescriptor] = []
         if vector is not None:
             descriptors.append({"version": version, "vector": vector.astype("<f4").tobytes()})
@@ -218,6 +208,7 @@ async def create_faces(request: Request) -> JSONResponse:
             event_id=None,
             sample_id=sample_id,
             attributes=attributes,
+            avatar_sample_id=sample_id if given.avatar else None,
         )
         await services.save_face(face["face_id"], face)
         created.append(render.face(face))
@@ -289,9 +280,11 @@ async def get_face(request: Request) -> JSONResponse:
 async def delete_face(request: Request) -> Response:
     services: Services = request.app.state.services
     face_id = request.path_params["face_id"]
-    if services.directory.find_face(account_id(request), face_id) is None:
+    face = services.directory.find_face(account_id(request), face_id)
+    if face is None:
         raise not_found("face", face_id)
     await services.save_face(face_id, None)
+    await forget_samples(services, face)
     return Response(status_code=204)
 
 

@@ -132,6 +132,7 @@ def face(record: records.Face) -> Face:
             "created_at": utc(record["created_at"]),
             "descriptor_versions": sorted(d["version"] for d in record["descriptors"]),
             "basic_attributes": record["attributes"],
+            "avatar_sample_id": record["avatar_sample_id"],
         }
     )
 

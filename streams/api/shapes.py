@@ -400,6 +400,7 @@ class FacesQuery(Query):
     warped: Flag = Field(False, description="the image is already a 250x250 aligned sample")
     multi_face_allowed: Flag = Field(False, description="every face becomes a face, not one")
     get_major_detection: Flag = Field(False, description="with several faces, keep the largest")
+    avatar: Flag = Field(False, description="1: the face's sample is also its avatar")
     descriptor: Flag = Field(
         True,
         description="0: the face keeps its sample but gets no descriptor, so it matches "
@@ -480,6 +481,9 @@ class Face(Shape):
     descriptor_versions: tuple[int, ...] = ()
     basic_attributes: BasicAttributes | None = Field(
         None, description="estimated when the face was created with basic_attr=1"
+    )
+    avatar_sample_id: str | None = Field(
+        None, description="the sample GET /v1/faces/{id}/avatar shows (avatar=1, or one set)"
     )
 
 

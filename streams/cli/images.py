@@ -68,6 +68,7 @@ def _upload(args: argparse.Namespace) -> int:
             descriptor=bool(args.descriptor),
             score_threshold=args.score_threshold,
             basic_attr=bool(args.basic_attr),
+            avatar=bool(args.avatar),
             name_as_userdata=bool(args.name_as_userdata),
             concurrency=args.concurrency,
             follow_links=args.follow_links,
@@ -142,8 +143,7 @@ def _add_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         upload,
         "--avatar",
         0,
-        "accepted; either way a face keeps the sample it was made from (its sample_id), "
-        "which is its avatar",
+        "the face's sample is also its avatar (GET /v1/faces/{id}/avatar)",
     )
     upload.add_argument(
         *_names("--list-id"), help="existing list to link the faces to (default: a new one)"

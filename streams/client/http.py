@@ -423,11 +423,12 @@ class Endpoints:
         roll_threshold: float | None = None,
         yaw_threshold: float | None = None,
         basic_attr: bool = False,
+        avatar: bool = False,
     ) -> Call[list[Face]]:
         """Creates a face from each face in the image that passes the options (one unless
         multi_face_allowed). Without a descriptor a face matches nothing until a
         re-extraction gives it one. With basic_attr each face keeps its age, gender and
-        expressions."""
+        expressions; with avatar its sample is also its avatar."""
         params = _params(
             list_id=list(list_ids),
             user_data=user_data,
@@ -440,8 +441,23 @@ class Endpoints:
             roll_threshold=roll_threshold,
             yaw_threshold=yaw_threshold,
             basic_attr=1 if basic_attr else None,
+            avatar=1 if avatar else None,
         )
         return Call(self._request("POST", "/v1/faces", params=params, image=image), _faces)
+
+    def get_sample(self, sample_id: str) -> Call[bytes]:
+        """A face sample's JPEG."""
+        path = f"/v1/samples/{quote(sample_id, safe='')}"
+        return Call(self._request("GET", path), lambda r: r.content)
+
+    def get_avatar(self, face_id: str) -> Call[bytes]:
+        """A face's avatar, JPEG."""
+        return Call(self._request("GET", f"{_face_path(face_id)}/avatar"), lambda r: r.content)
+
+    def set_avatar(self, face_id: str, image: bytes) -> Call[Face]:
+        """Makes the image (any format the API reads) the face's avatar."""
+        path = f"{_face_path(face_id)}/avatar"
+        return Call(self._request("PUT", path, image=image), _shape(Face))
 
     def create_face_from_event(
         self,
@@ -653,6 +669,9 @@ class Client:
     detach_faces = _sync(Endpoints.detach_faces)
     create_faces = _sync(Endpoints.create_faces)
     create_face_from_event = _sync(Endpoints.create_face_from_event)
+    get_sample = _sync(Endpoints.get_sample)
+    get_avatar = _sync(Endpoints.get_avatar)
+    set_avatar = _sync(Endpoints.set_avatar)
     create_face_from_descriptors = _sync(Endpoints.create_face_from_descriptors)
     list_descriptors = _sync(Endpoints.list_descriptors)
     get_face = _sync(Endpoints.get_face)
@@ -705,6 +724,9 @@ class AsyncClient:
     detach_faces = _async(Endpoints.detach_faces)
     create_faces = _async(Endpoints.create_faces)
     create_face_from_event = _async(Endpoints.create_face_from_event)
+    get_sample = _async(Endpoints.get_sample)
+    get_avatar = _async(Endpoints.get_avatar)
+    set_avatar = _async(Endpoints.set_avatar)
     create_face_from_descriptors = _async(Endpoints.create_face_from_descriptors)
     list_descriptors = _async(Endpoints.list_descriptors)
     get_face = _async(Endpoints.get_face)

@@ -56,6 +56,7 @@ class UploadOptions:
     score_threshold: float = 0.0
     # folder_uploader's default: each face keeps its age, gender and expressions.
     basic_attr: bool = True
+    avatar: bool = False  # the face's sample is also its avatar
     name_as_userdata: bool = False
     concurrency: int = 10
     follow_links: bool = False
@@ -140,6 +141,7 @@ async def _enroll(
             roll_threshold=options.roll_threshold,
             yaw_threshold=options.yaw_threshold,
             basic_attr=options.basic_attr,
+            avatar=options.avatar,
         )
     except ApiError as exc:
         return {"image name": name, "error": {"error_code": exc.code, "desc": exc.desc}}

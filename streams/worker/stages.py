@@ -500,6 +500,7 @@ class MatchStage:
             "created_at": now_utc(),
             "descriptors": [{"version": v, "vector": vector} for v, vector in vectors.items()],
             "attributes": face["attributes"],
+            "avatar_sample_id": None,
         }
 
 

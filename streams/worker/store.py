@@ -27,10 +27,10 @@ from faust.types import EventT
 
 import schemas
 from processors.errors import ProcessingError
-from schemas.records import Context, Face, Reextraction
+from schemas.records import Context, Face, Reextraction, Sample
 from sinks.clickhouse import connect
 from sinks.migrate import SchemaBehind, require_newest, upgrade
-from sinks.store import EventSink, FaceSink, ReextractionSink
+from sinks.store import EventSink, FaceSink, ReextractionSink, SampleSink
 from sinks.types import Refusal, RowsRefused, Sink, StorageUnavailable
 from streams.control.reload import SHUTDOWN_EXIT_CODE
 from streams.kafka import topics
@@ -74,13 +74,26 @@ def register(pipeline: Pipeline) -> None:
     def value(spec: topics.TopicSpec[Any]) -> Storable:
         return lambda event: spec.decode(event.value)
 
-    def keyed_face(event: EventT[bytes]) -> tuple[str, Face | None]:
+    def key_of(event: EventT[bytes], what: str) -> str:
         try:
-            face_id = bytes(event.key or b"").decode()  # a None value is a deleted face
+            key = bytes(event.key or b"").decode()  # a None value deletes what the key names
         except UnicodeDecodeError as exc:
-            raise schemas.SchemaError("bad_key", f"the face id is not UTF-8: {exc}") from None
-        if not face_id:
-            raise schemas.SchemaError("bad_key", "a face message needs the face id as its key")
+            raise schemas.SchemaError("bad_key", f"the {what} id is not UTF-8: {exc}") from None
+        if not key:
+            raise schemas.SchemaError("bad_key", f"a {what} message needs the {what} id as its key")
+        return key
+
+    def keyed_sample(event: EventT[bytes]) -> tuple[str, Sample | None]:
+        sample_id = key_of(event, "sample")
+        sample = None if event.value is None else topics.SAMPLES.decode(event.value)
+        if sample is not None and sample["sample_id"] != sample_id:
+            raise schemas.SchemaError(
+                "bad_key", f"sample {sample['sample_id']} under the key {sample_id}"
+            )
+        return sample_id, sample
+
+    def keyed_face(event: EventT[bytes]) -> tuple[str, Face | None]:
+        face_id = key_of(event, "face")
         face = None if event.value is None else topics.FACES.decode(event.value)
         if face is not None:
             try:  # the check every follower of the faces topic makes
@@ -96,6 +109,7 @@ def register(pipeline: Pipeline) -> None:
     stores: list[tuple[str, Sink[Any], Storable, IdsOf]] = [
         ("events", EventSink(client, db), value(topics.EVENTS), lambda item: item["context"]),
         ("faces", FaceSink(client, db), keyed_face, lambda item: None),
+        ("samples", SampleSink(client, db), keyed_sample, lambda item: None),
         ("reextractions", ReextractionSink(client, db), value(topics.REEXTRACTIONS), reextracted),
     ]
     for source, sink, storable, context in stores:

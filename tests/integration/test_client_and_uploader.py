@@ -216,7 +216,9 @@ def test_the_seeds_uploader_command_line_runs_verbatim(
     assert len(face_ids) == len(people)
     with Client(api.origin, account_id=account) as client:
         assert client.get_list(list_id).face_count == len(people)
-        attributes = [client.get_face(face_id).basic_attributes for face_id in face_ids]
+        faces = [client.get_face(face_id) for face_id in face_ids]
+        attributes = [face.basic_attributes for face in faces]
+        assert all(f.avatar_sample_id == f.sample_id is not None for f in faces)  # --avatar 1
         event = client.send_image(
             people["John_Simm"][4].read_bytes(), list_ids=[list_id], wait=True
         )

@@ -49,8 +49,8 @@ def test_a_log_from_before_downgrades_is_read_and_extended(
     row = {"version": 1, "name": "initial", "applied_at": datetime.now(UTC)}
     clickhouse.insert(f"{database}.schema_migrations", [row])
     assert migrate.status(clickhouse, database).current == 1
-    assert migration_checks.versions(migrate.upgrade(clickhouse, database)) == [2, 3]
-    assert migration_checks.versions(migrate.downgrade(clickhouse, database, to=0)) == [3, 2, 1]
+    assert migration_checks.versions(migrate.upgrade(clickhouse, database)) == [2, 3, 4]
+    assert migration_checks.versions(migrate.downgrade(clickhouse, database, to=0)) == [4, 3, 2, 1]
     assert migrate.status(clickhouse, database).current == 0
 
 
@@ -68,7 +68,7 @@ def test_a_worker_refuses_an_older_schema(
         )
         assert worker.process.wait(120) == 78, worker.tail()
         assert (
-            f"ClickHouse schema is at version {version}, this worker needs 3: "
+            f"ClickHouse schema is at version {version}, this worker needs 4: "
             "run `facestream db upgrade`" in worker.tail()
         )
         assert migrate.status(clickhouse, database).current == version  # nothing migrated

@@ -45,7 +45,7 @@ READERS: dict[str, str] = {
     "events": GROUP,  # store_events; the API's event feed follows it too
     "faces": GROUP,  # store_faces; the gallery (worker) and the directory (API) follow it too
     "reextractions": GROUP,  # store_reextractions
-    "samples": "read only by a re-extraction task, under a group of its own, while one runs",
+    "samples": GROUP,  # store_samples; a re-extraction task reads it under a group of its own
     "lists": "followed outside any group by the gallery and the directory: skipped, logged",
     "config": "followed by --config-reload and `config show`: a section refused, shown",
     "config_history": "read only by `facestream config history`",

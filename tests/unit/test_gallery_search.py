@@ -36,6 +36,7 @@ def face_record(
             for v, vector in vectors.items()
         ],
         "attributes": None,
+        "avatar_sample_id": None,
     }
 
 

@@ -62,6 +62,7 @@ def face(vector: np.ndarray, lists: list[str], account: str = ACCOUNT) -> Face:
         "created_at": datetime.now(UTC),
         "descriptors": [{"version": 1, "vector": vector.astype("<f4").tobytes()}],
         "attributes": None,
+        "avatar_sample_id": None,
     }
 
 

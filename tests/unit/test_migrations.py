@@ -61,6 +61,7 @@ def test_the_shipped_migrations_are_read(tmp_path: Path) -> None:
         "0001_initial",
         "0002_event_face_indexes",
         "0003_basic_attributes",
+        "0004_samples",
     ]
     (tmp_path / "0001_one.sql").write_text("CREATE TABLE IF NOT EXISTS {db}.t (a UInt8)\n")
     with pytest.raises(ValueError, match=r"0001_one.sql: needs one `-- \+up`"):

@@ -194,6 +194,7 @@ async def test_every_sample_once_and_commits_only_after_their_results_are_writte
         "created_at": datetime.now(UTC),
         "descriptors": [{"version": 1, "vector": np.full(128, 0.5, "<f4").tobytes()}],
         "attributes": None,
+        "avatar_sample_id": None,
     }
     job.directory.apply_face("f1", face, offset=0)
 
