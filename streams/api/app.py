@@ -38,9 +38,11 @@ API: tuple[Operation, ...] = (
     *matcher.operations,
     *liveness.operations,
     *tasks.operations,
+    *ws.operations,
 )
 OPERATIONS = (*API, *docs.document_operations(API))
-ROUTES: list[BaseRoute] = [*route_table(OPERATIONS), *ws.routes]
+# The socket first: a WebSocket scope never matches an HTTP route, and the other way round.
+ROUTES: list[BaseRoute] = [*ws.routes, *route_table(OPERATIONS)]
 
 
 def create_app(live: LiveSettings) -> Starlette:

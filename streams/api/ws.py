@@ -16,6 +16,8 @@ import contextlib
 import logging
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -25,6 +27,7 @@ from streams.api.events import accepts
 from streams.api.requests import account_id, query
 from streams.api.services import Services
 from streams.api.shapes import Event, EventsSocketQuery
+from streams.api.spec import Operation
 
 log = logging.getLogger(__name__)
 
@@ -94,4 +97,28 @@ async def events_socket(websocket: WebSocket) -> None:
         closed.cancel()
 
 
+async def events_socket_over_http(request: Request) -> Response:
+    """A WebSocket (GET with `Upgrade: websocket`) that pushes the account's events as they are
+    stored: first `{"subscribed": {"account_id", "filters"}}`, then each event as
+    GET /v1/events/{id} answers it. The account is the Luna-Account-Id header or, for clients
+    that cannot set one (browsers), the `account_id` parameter. A refusal is the error body,
+    then close code 1008; a subscriber api.ws_queue_size events behind gets
+    `subscriber_too_slow` and close code 1013. A plain GET is 426."""
+    query(request, EventsSocketQuery)  # a bad filter says so over plain HTTP too
+    raise ApiError(
+        426, "upgrade_required", "GET /v1/ws/events is a WebSocket: connect with Upgrade"
+    )
+
+
 routes = [WebSocketRoute("/v1/ws/events", events_socket)]
+operations = [
+    Operation(
+        "GET",
+        "/v1/ws/events",
+        events_socket_over_http,
+        "Events pushed as they are stored (WebSocket)",
+        {101: None},
+        {426: "upgrade_required: a plain GET, not a WebSocket"},
+        query=EventsSocketQuery,
+    )
+]

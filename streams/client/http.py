@@ -31,14 +31,15 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
+import websockets
 from pydantic import BaseModel, ValidationError
 
 from streams.api.shapes import (
@@ -49,6 +50,7 @@ from streams.api.shapes import (
     Event,
     EventFace,
     EventPage,
+    EventsSocketQuery,
     Face,
     FaceDescriptor,
     FaceFromDescriptors,
@@ -711,6 +713,45 @@ class AsyncClient:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def events(
+        self,
+        *,
+        list_id: str | None = None,
+        similarity_gte: float | None = None,
+        liveness_gte: float | None = None,
+        status: Literal["ok", "error"] | None = None,
+        error_code: str | None = None,
+        age_gte: float | None = None,
+        age_lte: float | None = None,
+        gender: Literal["male", "female"] | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """The account's events as they are stored (GET /v1/ws/events), filtered as
+        list_events filters, for as long as the caller reads. A refused subscription, or one
+        dropped for falling behind (`subscriber_too_slow`: reconnect, and read the gap with
+        list_events), is an ApiError with status 0 and the server's code."""
+        filters = EventsSocketQuery(
+            list_id=list_id,
+            similarity_gte=similarity_gte,
+            liveness_gte=liveness_gte,
+            status=status,
+            error_code=error_code,
+            age_gte=age_gte,
+            age_lte=age_lte,
+            gender=gender,
+        )
+        origin = self.endpoints.origin.replace("http", "ws", 1)  # http -> ws, https -> wss
+        query = urlencode(filters.model_dump(exclude_none=True))
+        headers = {ACCOUNT_HEADER: self.endpoints.account_id}
+        async with websockets.connect(
+            f"{origin}/v1/ws/events?{query}", additional_headers=headers
+        ) as socket:
+            async for message in socket:
+                data = json.loads(message)
+                if "event_id" in data:
+                    yield Event.model_validate(data)
+                elif "subscribed" not in data:  # the server's error body, then its close
+                    raise ApiError(0, data.get("error_code", "bad_message"), data.get("desc", ""))
 
     health = _async(Endpoints.health)
     send_image = _async(Endpoints.send_image)

@@ -14,11 +14,13 @@ from typing import Any, cast
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from schemas.records import Event
 from streams.client.folders import IMAGE_EXTENSIONS, read_folder
+from streams.client.http import AsyncClient
 from streams.control.launch import ApiProcess
 from streams.kafka import topics
 from streams.settings import Settings
@@ -193,3 +195,21 @@ async def test_a_slow_subscriber_is_told_and_dropped_and_may_come_back(
         assert [e["event_id"] for e in await receive(keeping_up, 1)] == [again]
         await back.close()
         await keeping_up.close()
+
+
+async def test_the_async_client_subscribes(api: ApiProcess, testdata_dir: Path) -> None:
+    photo = read_folder(testdata_dir / "johns" / "John_Simm", IMAGE_EXTENSIONS)[0].read_bytes()
+    account = str(uuid.uuid4())
+    async with AsyncClient(api.origin, account_id=account) as client:
+        stream = client.events(status="ok")
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(1.0)  # subscribed by then (the server's first message)
+        event_id = await post_image(api, account, photo)
+        event = await asyncio.wait_for(first, 60)
+        assert (event.event_id, event.status) == (event_id, "ok")
+        await stream.aclose()
+        bad = client.events(gender="other")  # type: ignore[arg-type]
+        with pytest.raises(ValidationError):
+            await anext(bad)
+    plain = httpx.get(f"{api.origin}/v1/ws/events", headers={ACCOUNT_HEADER: account})
+    assert (plain.status_code, plain.json()["error_code"]) == (426, "upgrade_required")
