@@ -32,6 +32,7 @@ class Owned:
     list_id: str
     face_id: str
     event_id: str
+    sample_id: str
 
     @property
     def secrets(self) -> tuple[str, str]:
@@ -58,7 +59,7 @@ def owned(http: httpx.Client, photo: bytes) -> Owned:
         "/v1/faces",
         headers=a | {"content-type": "image/jpeg"},
         content=photo,
-        params={"list_id": list_id, "user_data": NOTE},
+        params={"list_id": list_id, "user_data": NOTE, "avatar": 1},
     )
     assert created.status_code == 201, created.text
     (face,) = created.json()["faces"]
@@ -71,10 +72,14 @@ def owned(http: httpx.Client, photo: bytes) -> Owned:
     assert sent.status_code == 200 and sent.json()["status"] == "ok", sent.text
     event_id = sent.json()["event_id"]
     deadline = time.monotonic() + 30
-    while http.get(f"/v1/events/{event_id}", headers=a).status_code != 200:  # stored
+    sample = f"/v1/samples/{face['sample_id']}"
+    while (  # stored, so B's 404s below are not just "not yet"
+        http.get(f"/v1/events/{event_id}", headers=a).status_code != 200
+        or http.get(sample, headers=a).status_code != 200
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    return Owned(a, list_id, face["face_id"], event_id)
+    return Owned(a, list_id, face["face_id"], event_id, face["sample_id"])
 
 
 Probe = Callable[[httpx.Client, dict[str, str], Owned, bytes], httpx.Response | None]
@@ -132,6 +137,20 @@ PROBES: dict[tuple[str, str], Probe | None] = {
             "candidates": {"face_ids": [a.face_id]},
         },
     ),
+    ("GET", "/v1/samples/{sample_id}"): lambda h, b, a, photo: h.get(
+        f"/v1/samples/{a.sample_id}", headers=b
+    ),
+    ("GET", "/v1/faces/{face_id}/avatar"): lambda h, b, a, photo: h.get(
+        f"/v1/faces/{a.face_id}/avatar", headers=b
+    ),
+    ("PUT", "/v1/faces/{face_id}/avatar"): lambda h, b, a, photo: h.put(
+        f"/v1/faces/{a.face_id}/avatar", headers=b | JPEG, content=photo
+    ),
+    ("GET", "/v1/lists/{list_id}/descriptors"): lambda h, b, a, photo: h.get(
+        f"/v1/lists/{a.list_id}/descriptors", headers=b
+    ),
+    # A plain GET is 426; over a WebSocket B gets only its own events (test_events_socket).
+    ("GET", "/v1/ws/events"): lambda h, b, a, photo: h.get("/v1/ws/events", headers=b),
     # Stateless, they hold nothing of any account: probed by the checks below all the same.
     ("POST", "/v1/liveness"): None,
     ("POST", "/v1/sdk"): None,
