@@ -25,7 +25,9 @@ def _datetime(moment: datetime) -> str:
 CONDITIONS = {
     "created_from": "created_at >= toDateTime(%(created_from)s, 'UTC')",
     "created_to": "created_at <= toDateTime(%(created_to)s, 'UTC')",
-    "list_id": "has(list_ids, %(list_id)s)",
+    # The ids joined by commas (an id with a comma in it, which only a Kafka enrollment can
+    # name, cannot be filtered on).
+    "list_id": "hasAny(list_ids, splitByChar(',', %(list_id)s))",
     "similarity_gte": "arrayExists(s -> s >= %(similarity_gte)s, best_match_similarity)",
     "liveness_gte": "face_count > 0 AND arrayAll(p -> p >= %(liveness_gte)s, liveness_probability)",
     "status": "status = %(status)s",
@@ -62,7 +64,7 @@ def accepts(given: EventFilters, event: Event) -> bool:
     best = [face.matches[0].similarity if face.matches else 0.0 for face in faces]  # as stored
     alive = [face.liveness.probability if face.liveness else None for face in faces]
     return not (
-        (given.list_id is not None and given.list_id not in event.list_ids)
+        (given.list_id and not set(given.list_id) & set(event.list_ids))
         or (given.similarity_gte is not None and not any(s >= given.similarity_gte for s in best))
         or (
             given.liveness_gte is not None
@@ -79,9 +81,15 @@ def filters(given: EventsQuery, account: str) -> tuple[list[str], dict[str, Para
     conditions, params = ["account_id = %(account)s"], dict[str, ParamValue](account=account)
     for name, condition in CONDITIONS.items():
         value = getattr(given, name)
-        if value is not None:
+        if value is not None and value != []:
             conditions.append(condition)
-            params[name] = _datetime(value) if isinstance(value, datetime) else value
+            params[name] = (
+                _datetime(value)
+                if isinstance(value, datetime)
+                else ",".join(value)
+                if isinstance(value, list)
+                else value
+            )
     if any(getattr(given, name) is not None for name in ATTRIBUTE_FILTERS):
         conditions.append(ATTRIBUTES_CONDITION)
         params["age_from"], params["age_to"], params["gender"] = _attribute_bounds(given)

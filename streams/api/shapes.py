@@ -297,7 +297,9 @@ Time = Annotated[
 class EventFilters(Query):
     """What selects events, listed (GET /v1/events) or pushed (GET /v1/ws/events)."""
 
-    list_id: str | None = None
+    list_id: list[str] = Field(
+        [], description="events matched against any of these lists (repeatable)"
+    )
     similarity_gte: float | None = Field(
         None, ge=-1, le=1, allow_inf_nan=False, description="best match similarity at least this"
     )

@@ -341,7 +341,7 @@ class Endpoints:
         *,
         created_from: datetime | str | None = None,
         created_to: datetime | str | None = None,
-        list_id: str | None = None,
+        list_id: str | Sequence[str] = (),
         similarity_gte: float | None = None,
         liveness_gte: float | None = None,
         status: Literal["ok", "error"] | None = None,
@@ -357,7 +357,7 @@ class Endpoints:
         params = _params(
             created_from=created_from,
             created_to=created_to,
-            list_id=list_id,
+            list_id=[list_id] if isinstance(list_id, str) else list(list_id),
             similarity_gte=similarity_gte,
             liveness_gte=liveness_gte,
             status=status,
@@ -717,7 +717,7 @@ class AsyncClient:
     async def events(
         self,
         *,
-        list_id: str | None = None,
+        list_id: str | Sequence[str] = (),
         similarity_gte: float | None = None,
         liveness_gte: float | None = None,
         status: Literal["ok", "error"] | None = None,
@@ -731,7 +731,7 @@ class AsyncClient:
         dropped for falling behind (`subscriber_too_slow`: reconnect, and read the gap with
         list_events), is an ApiError with status 0 and the server's code."""
         filters = EventsSocketQuery(
-            list_id=list_id,
+            list_id=[list_id] if isinstance(list_id, str) else list(list_id),
             similarity_gte=similarity_gte,
             liveness_gte=liveness_gte,
             status=status,
@@ -741,7 +741,7 @@ class AsyncClient:
             gender=gender,
         )
         origin = self.endpoints.origin.replace("http", "ws", 1)  # http -> ws, https -> wss
-        query = urlencode(filters.model_dump(exclude_none=True))
+        query = urlencode(filters.model_dump(exclude_none=True), doseq=True)
         headers = {ACCOUNT_HEADER: self.endpoints.account_id}
         async with websockets.connect(
             f"{origin}/v1/ws/events?{query}", additional_headers=headers

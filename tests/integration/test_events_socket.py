@@ -213,3 +213,24 @@ async def test_the_async_client_subscribes(api: ApiProcess, testdata_dir: Path) 
             await anext(bad)
     plain = httpx.get(f"{api.origin}/v1/ws/events", headers={ACCOUNT_HEADER: account})
     assert (plain.status_code, plain.json()["error_code"]) == (426, "upgrade_required")
+
+
+async def test_a_subscription_to_several_lists(api: ApiProcess, testdata_dir: Path) -> None:
+    photo = read_folder(testdata_dir / "johns" / "John_Savage", IMAGE_EXTENSIONS)[0].read_bytes()
+    account = str(uuid.uuid4())
+    async with AsyncClient(api.origin, account_id=account) as client:
+        first, second, third = [await client.create_list() for _ in range(3)]
+        stream = client.events(list_id=[first, second])
+        taking = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(1.0)
+        wanted = []
+        for lists in ([first], [third], [second], []):
+            event = await client.send_image(photo, list_ids=lists, wait=True)
+            if lists and lists[0] != third:
+                wanted.append(event.event_id)
+        got = [(await asyncio.wait_for(taking, 30)).event_id]
+        got.append((await asyncio.wait_for(anext(stream), 30)).event_id)
+        assert got == wanted
+        listed = await client.list_events(list_id=[first, second])
+        assert sorted(e.event_id for e in listed.items) == sorted(wanted)
+        await stream.aclose()
