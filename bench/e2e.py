@@ -188,6 +188,7 @@ def enroll_bare(models: ModelSet, known: list[bytes]) -> GalleryIndex:
             "created_at": datetime.now(UTC),
             "descriptors": [{"version": 1, "vector": vector.astype("<f4").tobytes()}],
             "attributes": None,
+            "avatar_sample_id": None,
         }
         gallery.apply(f"p{i}", face)
     return gallery

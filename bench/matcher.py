@@ -94,6 +94,7 @@ def face_record(i: int, vector: Vectors, created_at: datetime) -> Face:
         "created_at": created_at,
         "descriptors": [{"version": VERSION, "vector": vector.astype("<f4").tobytes()}],
         "attributes": None,
+        "avatar_sample_id": None,
     }
 
 
