@@ -20,7 +20,7 @@ from processors.errors import ProcessingError
 from processors.extract_dlib import CHIP_SIZE, SAMPLE_TO_CHIP
 from processors.image import decode_image, encode_jpeg
 from processors.pose import HeadPose, PoseOf
-from processors.types import Detection, FaceAttributes, ImageBGR
+from processors.types import Detection, ImageBGR
 from schemas import records
 from streams.api import render
 from streams.api.descriptors import decode
@@ -31,6 +31,7 @@ from streams.api.samples import forget_samples, publish_sample
 from streams.api.services import Services
 from streams.api.shapes import Face, FaceFromDescriptors, FaceFromEvent, Faces, FacesQuery
 from streams.api.spec import Operation
+from streams.worker.stages import attributes_record
 
 
 def choose(
@@ -135,15 +136,6 @@ def describe(services: Services, data: bytes, options: FacesQuery) -> list[Descr
         Described(encode_jpeg(s), v, a)
         for s, v, a in zip(samples, vectors, attributes, strict=True)
     ]
-
-
-def attributes_record(found: FaceAttributes) -> records.Attributes:
-    return {
-        "age": found.age,
-        "gender": found.gender,
-        "gender_probability": found.gender_probability,
-        "expressions": found.expressions,
-    }
 
 
 def face_record(

@@ -7,14 +7,13 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from processors.errors import ProcessingError
 from streams.api import render
 from streams.api.errors import ApiError
+from streams.api.liveness import licensed_or_403
 from streams.api.requests import account_id, image_and_fields, query
 from streams.api.services import Services
 from streams.api.shapes import Accepted, Event, ImagesQuery
 from streams.api.spec import Operation
-from streams.control.licence import licensed
 
 MEDIA_TYPE = "application/json"
 # Most senders give no parameters: the defaults, validated once (query models are frozen).
@@ -36,10 +35,7 @@ async def send_image(request: Request) -> Response:
     if not data:
         raise ApiError(400, "empty_image", "the request carries no image bytes")
     if params.estimate_liveness:
-        try:
-            licensed("images", settings)
-        except ProcessingError as refused:
-            raise ApiError(403, refused.code, refused.message) from None
+        licensed_or_403("images", settings)
     list_ids = params.list_id
     for list_id in list_ids:
         if services.directory.find_list(account, list_id) is None:

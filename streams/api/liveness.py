@@ -29,7 +29,7 @@ from streams.api import render, requests
 from streams.api.errors import ApiError
 from streams.api.shapes import OS_VALUES, LivenessQuery, LivenessResult, SdkFaces, SdkQuery
 from streams.api.spec import Operation, route_table
-from streams.control.licence import licensed
+from streams.control.licence import Resource, licensed
 from streams.models.modelset import ModelSet
 from streams.settings import Settings
 
@@ -46,11 +46,16 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _version(request: Request, resource: Literal["liveness", "sdk"]) -> Version:
+def licensed_or_403(resource: Resource, settings: Settings) -> Version:
+    """The Liveness version serving `resource`, or the licence's refusal as a 403."""
     try:
-        return licensed(resource, _services(request).settings)
+        return licensed(resource, settings)
     except ProcessingError as refused:
         raise ApiError(403, refused.code, refused.message) from None
+
+
+def _version(request: Request, resource: Literal["liveness", "sdk"]) -> Version:
+    return licensed_or_403(resource, _services(request).settings)
 
 
 def device_os(query: str | None, meta: str | None) -> str:

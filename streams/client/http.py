@@ -199,6 +199,11 @@ def _flag(value: bool) -> int:
     return 1 if value else 0
 
 
+def _ids(given: str | Sequence[str]) -> list[str]:
+    """One id or several, as a repeatable parameter takes them."""
+    return [given] if isinstance(given, str) else list(given)
+
+
 def _params(**values: Any) -> list[tuple[str, Any]]:
     """Query parameters, unset ones left out; a sequence repeats its name (list_id=a&list_id=b)."""
     params: list[tuple[str, Any]] = []
@@ -357,7 +362,7 @@ class Endpoints:
         params = _params(
             created_from=created_from,
             created_to=created_to,
-            list_id=[list_id] if isinstance(list_id, str) else list(list_id),
+            list_id=_ids(list_id),
             similarity_gte=similarity_gte,
             liveness_gte=liveness_gte,
             status=status,
@@ -731,7 +736,7 @@ class AsyncClient:
         dropped for falling behind (`subscriber_too_slow`: reconnect, and read the gap with
         list_events), is an ApiError with status 0 and the server's code."""
         filters = EventsSocketQuery(
-            list_id=[list_id] if isinstance(list_id, str) else list(list_id),
+            list_id=_ids(list_id),
             similarity_gte=similarity_gte,
             liveness_gte=liveness_gte,
             status=status,

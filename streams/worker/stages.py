@@ -226,6 +226,7 @@ class DetectStage:
 
 
 def attributes_record(estimated: FaceAttributes) -> Attributes:
+    """The estimator's attributes of a face as the topics carry them (events, faces)."""
     return {
         "age": estimated.age,
         "gender": estimated.gender,
